@@ -1,0 +1,56 @@
+//! The store's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (usually a running daemon) holds the store's lock.
+    #[error("the store at {0} is in use by another process (is `sipmta serve` running?)")]
+    Locked(PathBuf),
+    /// sled reported an IO or internal error.
+    #[error("store database error: {0}")]
+    Db(#[from] sled::Error),
+    /// A filesystem call outside sled failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record could not be decoded. The record is left in place for inspection.
+    #[error("corrupt record in tree {tree} at key {key}: {reason}")]
+    Corrupt {
+        /// The sled tree holding the record.
+        tree: &'static str,
+        /// The record's key, printed for the operator.
+        key: String,
+        /// Why decoding failed.
+        reason: String,
+    },
+    /// A user to be added already exists.
+    #[error("user {0} already exists")]
+    UserExists(String),
+    /// A user to be changed or removed does not exist.
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+    /// A user name that cannot be stored (empty, too long, control characters).
+    #[error("invalid user name {0:?}: {1}")]
+    InvalidUser(String, &'static str),
+    /// A queue entry that does not exist.
+    #[error("no such queue entry: {0}")]
+    NoSuchMessage(String),
+    /// A blocking task was cancelled or panicked; the operation may not have happened.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// Transient errors may succeed if retried later (disk full, IO hiccup); the SMTP server
+    /// answers them with a 4xx.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Db(sled::Error::Io(_)) | StoreError::Io { .. } | StoreError::Task(_))
+    }
+}

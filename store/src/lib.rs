@@ -1,0 +1,363 @@
+//! The sipmta store: spool, queue, users and history in one sled database.
+//!
+//! # Durability contract
+//!
+//! sled keeps writes in memory and fsyncs on its own only every 500 ms, so nothing here relies
+//! on that. The rules are:
+//!
+//! - [`Store::accept`] returns only after the message and its envelope are fsynced. It is the
+//!   call that stands behind SMTP's `250` (RFC 5321 §6.1): if it returns `Ok`, the message
+//!   survives a crash or `kill -9` from that moment on.
+//! - [`Store::update`] and [`Store::remove`] are durable the same way when they return.
+//! - Concurrent callers share flushes (group commit, see [`Store::commit`]): a caller waits for
+//!   at most one flush that started after its write, never for a queue of flushes.
+//! - [`Store::record`] (history) and the user calls are written but not flushed; they reach the
+//!   disk with the next commit or within sled's 500 ms. Losing the last half-second of history
+//!   in a crash is acceptable, losing mail is not. The CLI calls [`Store::flush`] before exiting.
+//!
+//! The message is written before its envelope, and the envelope is the commit record: a message
+//! without an envelope is a reception that never got its `250`, and [`Store::open`] removes it.
+//!
+//! sled calls that may block on IO run on tokio's blocking pool in the async methods. Corrupt
+//! records are reported as [`StoreError::Corrupt`], never as a panic.
+
+mod disk;
+mod error;
+mod types;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use error::StoreError;
+pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, now};
+pub use users::{UserRecord, normalise_name, verify_password};
+
+/// A result with the store's error.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const MESSAGES: &str = "messages";
+const ENVELOPES: &str = "envelopes";
+const USERS: &str = "users";
+const HISTORY: &str = "history";
+
+/// A handle on the store; cheap to clone, shared by every session.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    db: sled::Db,
+    messages: sled::Tree,
+    envelopes: sled::Tree,
+    users: sled::Tree,
+    history: sled::Tree,
+    /// Group commit: number of commits requested so far ...
+    requested: AtomicU64,
+    /// ... and the request count covered by the last completed flush.
+    flushed: AtomicU64,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+/// What [`Store::open`] found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Envelopes in the queue.
+    pub queued: usize,
+    /// Messages without an envelope (receptions interrupted before `250`) that were removed.
+    pub orphans_removed: usize,
+}
+
+impl Store {
+    /// Open (or create) the store under `dir` (the database lives in `dir/db`) and repair what a
+    /// crash may have left: messages whose envelope was never written are removed.
+    pub fn open(dir: &Path) -> Result<(Store, Recovery)> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            context: format!("creating data directory {}", dir.display()),
+            source,
+        })?;
+        let db_path = dir.join("db");
+        let db = sled::Config::new().path(&db_path).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked(db_path.clone())
+            }
+            other => StoreError::Db(other),
+        })?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                messages: db.open_tree(MESSAGES)?,
+                envelopes: db.open_tree(ENVELOPES)?,
+                users: db.open_tree(USERS)?,
+                history: db.open_tree(HISTORY)?,
+                db,
+                requested: AtomicU64::new(0),
+                flushed: AtomicU64::new(0),
+                flush_lock: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let recovery = store.recover()?;
+        Ok((store, recovery))
+    }
+
+    fn recover(&self) -> Result<Recovery> {
+        let mut recovery = Recovery { queued: self.inner.envelopes.len(), ..Recovery::default() };
+        for item in self.inner.messages.iter().keys() {
+            let key = item?;
+            if !self.inner.envelopes.contains_key(&key)? {
+                self.inner.messages.remove(&key)?;
+                recovery.orphans_removed += 1;
+            }
+        }
+        if recovery.orphans_removed > 0 {
+            self.flush()?;
+        }
+        Ok(recovery)
+    }
+
+    /// The data directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Spool a received message. Assigns the queue id, writes the message and then its envelope,
+    /// and returns after both are fsynced (group commit). On `Ok` the message is durable.
+    pub async fn accept(&self, mut envelope: Envelope, message: Vec<u8>) -> Result<QueueId> {
+        let this = self.clone();
+        let id = blocking(move || {
+            let id = QueueId(this.inner.db.generate_id()?);
+            envelope.id = id;
+            envelope.size = message.len() as u64;
+            this.inner.messages.insert(id.key(), message)?;
+            this.inner.envelopes.insert(id.key(), encode(&envelope))?;
+            Ok(id)
+        })
+        .await?;
+        self.commit().await?;
+        Ok(id)
+    }
+
+    /// Replace a message's envelope (state changes); durable when it returns.
+    pub async fn update(&self, envelope: &Envelope) -> Result<()> {
+        let this = self.clone();
+        let bytes = encode(envelope);
+        let id = envelope.id;
+        blocking(move || {
+            this.inner.envelopes.insert(id.key(), bytes)?;
+            Ok(())
+        })
+        .await?;
+        self.commit().await
+    }
+
+    /// Remove a finished message from the spool; durable when it returns. The envelope goes
+    /// first so a crash in between leaves an orphan that [`Store::open`] cleans up, never an
+    /// envelope without its message. History is kept.
+    pub async fn remove(&self, id: QueueId) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            this.inner.envelopes.remove(id.key())?;
+            this.inner.messages.remove(id.key())?;
+            Ok(())
+        })
+        .await?;
+        self.commit().await
+    }
+
+    /// The envelope of a queued message.
+    pub fn envelope(&self, id: QueueId) -> Result<Option<Envelope>> {
+        match self.inner.envelopes.get(id.key())? {
+            Some(bytes) => decode(ENVELOPES, id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored message (with our Received header) of a queued message.
+    pub fn message(&self, id: QueueId) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.messages.get(id.key())?.map(|v| v.to_vec()))
+    }
+
+    /// Every queued envelope in id order. A corrupt record is returned as an error in its place
+    /// so one bad record does not hide the rest of the queue.
+    pub fn queue(&self) -> impl Iterator<Item = Result<Envelope>> + '_ {
+        self.inner.envelopes.iter().map(|item| {
+            let (key, bytes) = item?;
+            let id = QueueId::from_key(&key).unwrap_or(QueueId(0));
+            decode(ENVELOPES, id, &bytes)
+        })
+    }
+
+    /// Number of messages in the queue.
+    pub fn queue_len(&self) -> usize {
+        self.inner.envelopes.len()
+    }
+
+    /// Append a line to a message's history (not flushed by itself; see the contract above).
+    pub fn record(&self, id: QueueId, recipient: Option<&str>, text: impl Into<String>) -> Result<()> {
+        let event = Event { at: now(), recipient: recipient.map(str::to_owned), text: text.into() };
+        let mut key = id.key().to_vec();
+        key.extend_from_slice(&self.inner.db.generate_id()?.to_be_bytes());
+        self.inner.history.insert(key, serde_json::to_vec(&event).unwrap_or_default())?;
+        Ok(())
+    }
+
+    /// A message's history, oldest first.
+    pub fn history(&self, id: QueueId) -> Result<Vec<Event>> {
+        self.inner
+            .history
+            .scan_prefix(id.key())
+            .values()
+            .map(|v| {
+                let v = v?;
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    tree: HISTORY,
+                    key: id.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Make every write so far durable, sharing the flush with concurrent callers.
+    ///
+    /// Each caller takes a ticket after its writes. Whoever holds the flush lock reads the
+    /// newest ticket before flushing, so one flush covers every caller whose ticket it saw;
+    /// those callers find their ticket covered when they get the lock and return at once.
+    pub async fn commit(&self) -> Result<()> {
+        let ticket = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _guard = self.inner.flush_lock.lock().await;
+        if self.inner.flushed.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covered = self.inner.requested.load(Ordering::SeqCst);
+        let db = self.inner.db.clone();
+        blocking(move || db.flush().map(|_| ()).map_err(StoreError::from)).await?;
+        self.inner.flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Flush synchronously (for the CLI and shutdown, outside the async paths).
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Octets available to unprivileged writers on the data directory's filesystem.
+    pub fn free_space(&self) -> Result<u64> {
+        disk::available(&self.inner.dir).map_err(|source| StoreError::Io {
+            context: format!("checking free space on {}", self.inner.dir.display()),
+            source,
+        })
+    }
+
+    // ---- users -------------------------------------------------------------------------
+
+    /// Add a user; fails if the name is taken.
+    pub fn add_user(&self, name: &str, password: &str) -> Result<()> {
+        let record = UserRecord::new(name, password)?;
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        self.inner
+            .users
+            .compare_and_swap(record.name.as_bytes(), None as Option<&[u8]>, Some(bytes))?
+            .map_err(|_| StoreError::UserExists(record.name.clone()))
+    }
+
+    /// Change a user's password.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
+        let key = normalise_name(name)?;
+        let Some(old) = self.user(&key)? else {
+            return Err(StoreError::NoSuchUser(key));
+        };
+        let record = UserRecord { hash: users::hash_password(password)?, ..old };
+        self.inner.users.insert(key.as_bytes(), serde_json::to_vec(&record).unwrap_or_default())?;
+        Ok(())
+    }
+
+    /// Remove a user.
+    pub fn remove_user(&self, name: &str) -> Result<()> {
+        let key = normalise_name(name)?;
+        match self.inner.users.remove(key.as_bytes())? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NoSuchUser(key)),
+        }
+    }
+
+    /// One user's record.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        let key = normalise_name(name)?;
+        match self.inner.users.get(key.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
+                tree: USERS,
+                key,
+                reason: e.to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a user exists (used for "known users only" local domains).
+    pub fn user_exists(&self, name: &str) -> Result<bool> {
+        match normalise_name(name) {
+            Ok(key) => Ok(self.inner.users.contains_key(key.as_bytes())?),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// All users, by name.
+    pub fn users(&self) -> Result<Vec<UserRecord>> {
+        self.inner
+            .users
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v?;
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    tree: USERS,
+                    key: String::from_utf8_lossy(&v).into_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Check a user's password on the blocking pool (PBKDF2 takes milliseconds on purpose).
+    /// Unknown users and wrong passwords are both `Ok(false)`.
+    pub async fn authenticate(&self, name: &str, password: &str) -> Result<bool> {
+        let record = match normalise_name(name) {
+            Ok(_) => self.user(name)?,
+            Err(_) => None,
+        };
+        let password = password.to_owned();
+        blocking(move || {
+            Ok(match record {
+                Some(r) => verify_password(&r.hash, &password),
+                // Spend the same work for unknown users so timing does not reveal them.
+                None => {
+                    let _ = verify_password(users::DUMMY_HASH, &password);
+                    false
+                }
+            })
+        })
+        .await
+    }
+}
+
+fn encode(envelope: &Envelope) -> Vec<u8> {
+    // Serialising our own plain structs cannot fail.
+    serde_json::to_vec(envelope).unwrap_or_default()
+}
+
+fn decode(tree: &'static str, id: QueueId, bytes: &[u8]) -> Result<Envelope> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree, key: id.to_string(), reason: e.to_string() })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests;

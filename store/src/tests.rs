@@ -1,0 +1,176 @@
+//! Store tests: each reopens the database to check what really reached the disk.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use sipmta_rules::Route;
+
+fn envelope(rcpts: &[&str]) -> Envelope {
+    Envelope {
+        id: QueueId(0),
+        received: now(),
+        sender: "alice@example.org".into(),
+        env_id: Some("ENV-1".into()),
+        ret: Some(Ret::Hdrs),
+        body: Body::EightBitMime,
+        smtputf8: false,
+        size: 0,
+        origin: Origin { listener: "smtp".into(), peer: "127.0.0.1:1".into(), helo: "client".into(), ..Origin::default() },
+        recipients: rcpts
+            .iter()
+            .map(|a| Recipient {
+                address: (*a).into(),
+                orcpt: None,
+                notify: None,
+                route: Route::Local,
+                state: RcptState::Queued,
+                attempts: 0,
+                last_reply: None,
+                updated: 0,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn accepted_messages_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let (store, rec) = Store::open(dir.path()).unwrap();
+        assert_eq!(rec, Recovery::default());
+        store.accept(envelope(&["bob@localhost"]), b"Subject: x\r\n\r\nhi\r\n".to_vec()).await.unwrap()
+    };
+    let (store, rec) = Store::open(dir.path()).unwrap();
+    assert_eq!(rec.queued, 1);
+    let env = store.envelope(id).unwrap().unwrap();
+    assert_eq!(env.id, id);
+    assert_eq!(env.size, 18);
+    assert_eq!(env.env_id.as_deref(), Some("ENV-1"));
+    assert_eq!(store.message(id).unwrap().unwrap(), b"Subject: x\r\n\r\nhi\r\n");
+}
+
+#[tokio::test]
+async fn ids_are_unique_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        for _ in 0..5 {
+            assert!(ids.insert(store.accept(envelope(&["a@localhost"]), b"x".to_vec()).await.unwrap()));
+        }
+    }
+    assert_eq!(ids.len(), 15);
+}
+
+#[tokio::test]
+async fn orphan_messages_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        // A reception interrupted after the message but before its envelope was written.
+        store.inner.messages.insert(QueueId(42).key(), b"half".to_vec()).unwrap();
+        store.flush().unwrap();
+    }
+    let (store, rec) = Store::open(dir.path()).unwrap();
+    assert_eq!(rec.orphans_removed, 1);
+    assert!(store.message(QueueId(42)).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn update_and_remove_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, other) = {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let id = store.accept(envelope(&["a@localhost", "b@remote.example"]), b"m".to_vec()).await.unwrap();
+        let other = store.accept(envelope(&["c@localhost"]), b"n".to_vec()).await.unwrap();
+        let mut env = store.envelope(id).unwrap().unwrap();
+        env.recipients[0].state = RcptState::Delivered;
+        store.update(&env).await.unwrap();
+        store.record(id, Some("a@localhost"), "delivered to maildir").unwrap();
+        store.remove(other).await.unwrap();
+        (id, other)
+    };
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let env = store.envelope(id).unwrap().unwrap();
+    assert_eq!(env.recipients[0].state, RcptState::Delivered);
+    assert_eq!(env.recipients[1].state, RcptState::Queued);
+    assert!(!env.is_finished());
+    assert!(store.envelope(other).unwrap().is_none());
+    assert!(store.message(other).unwrap().is_none());
+    let history = store.history(id).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].text, "delivered to maildir");
+    assert_eq!(store.queue().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_share_commits_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store.accept(envelope(&["x@localhost"]), format!("message {i}").into_bytes()).await.unwrap()
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids
+    };
+    let (store, rec) = Store::open(dir.path()).unwrap();
+    assert_eq!(rec.queued, 64);
+    for id in ids {
+        assert!(store.message(id).unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn corrupt_envelopes_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    store.inner.envelopes.insert(QueueId(7).key(), b"{not json".to_vec()).unwrap();
+    assert!(matches!(store.envelope(QueueId(7)), Err(StoreError::Corrupt { .. })));
+    assert!(store.queue().next().unwrap().is_err());
+}
+
+#[tokio::test]
+async fn users_add_verify_change_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    store.add_user("Alice@Localhost", "pw1").unwrap();
+    assert!(matches!(store.add_user("alice@localhost", "x"), Err(StoreError::UserExists(_))));
+    assert!(store.user_exists("ALICE@localhost").unwrap());
+    assert!(store.authenticate("alice@localhost", "pw1").await.unwrap());
+    assert!(!store.authenticate("alice@localhost", "pw2").await.unwrap());
+    assert!(!store.authenticate("nobody@localhost", "pw1").await.unwrap());
+    store.set_password("alice@localhost", "pw2").unwrap();
+    assert!(store.authenticate("alice@localhost", "pw2").await.unwrap());
+    let stored = store.user("alice@localhost").unwrap().unwrap();
+    assert!(!stored.hash.contains("pw2"), "plain passwords never reach the store");
+    assert_eq!(store.users().unwrap().len(), 1);
+    store.remove_user("alice@localhost").unwrap();
+    assert!(matches!(store.remove_user("alice@localhost"), Err(StoreError::NoSuchUser(_))));
+    assert!(matches!(store.set_password("bob@localhost", "x"), Err(StoreError::NoSuchUser(_))));
+}
+
+#[test]
+fn a_second_opener_gets_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked(path)) => assert!(path.ends_with("db")),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn free_space_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    assert!(store.free_space().unwrap() > 0);
+}

@@ -1,0 +1,1 @@
+//! Support code for the black-box tests lives in tests/tests/support.
