@@ -1,0 +1,307 @@
+//! The daemon's configuration: TOML read into typed structs (`deny_unknown_fields`), with every
+//! default in one place ([`Default`] impls below) so `sipmta serve` runs with no file at all.
+//!
+//! [`Config::from_toml`] reports every error at once (see [`load`]); [`Config::validate`] adds
+//! the checks serde cannot express (both TLS files or neither, listeners not shared, ...).
+//! `deploy/sipmta.toml` documents each field and is parsed by a test.
+
+mod load;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::ConfigErrors;
+pub use values::{ByteSize, IpNet, Span};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The name this server uses in its greeting, EHLO answer and Received headers.
+    /// Default: the machine's host name.
+    pub hostname: String,
+    /// Where the store, Maildirs, TLS material and admin token live. Default `./sipmta-data`.
+    pub data_dir: PathBuf,
+    /// Domains delivered here (Maildir). Mail for them is accepted from anyone.
+    pub local_domains: Vec<String>,
+    /// Clients that may relay without authenticating. Default: none.
+    pub trusted_networks: Vec<IpNet>,
+    /// The MX-facing listener (port 25 in production). No AUTH here.
+    pub smtp: Listener,
+    /// The message submission listener (RFC 6409; port 587 in production): AUTH required.
+    pub submission: Listener,
+    /// Submission over implicit TLS (RFC 8314; port 465 in production). Default: off.
+    pub submissions: Listener,
+    /// Certificate and key for STARTTLS and implicit TLS.
+    pub tls: Tls,
+    /// Protocol limits and timeouts.
+    pub limits: Limits,
+    /// Local delivery settings.
+    pub local: Local,
+    /// Spool settings.
+    pub spool: Spool,
+    /// Logging.
+    pub log: Log,
+}
+
+/// One kind of listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listener {
+    /// Addresses to listen on; an empty list turns this listener off.
+    pub listen: Vec<SocketAddr>,
+    /// Answer VRFY with `252` (RFC 5321 §3.5.3) instead of `502` (disabled).
+    pub vrfy: bool,
+}
+
+/// TLS material. Without both files a self-signed certificate is made in the data directory.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+/// Limits, each with the reply RFC 5321 prescribes when it is hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message accepted (advertised with SIZE, RFC 1870; `552 5.3.4` beyond it).
+    pub max_message_size: ByteSize,
+    /// Recipients per message (`452 4.5.3` beyond it; RFC 5321 §4.5.3.1.8 asks for at least 100).
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included (`500 5.5.2`; RFC 5321 §4.5.3.1.4 minimum 512).
+    pub max_command_line: usize,
+    /// Longest text line in a message, CRLF excluded (RFC 5322 §2.1.1: 998).
+    pub max_line_length: usize,
+    /// Close a session that sends nothing for this long (`421 4.4.2`; RFC 5321 §4.5.3.2.7).
+    pub idle_timeout: Span,
+    /// Concurrent sessions over all listeners; more are answered `421 4.3.2` and closed.
+    pub max_sessions: usize,
+    /// Concurrent sessions from one client address.
+    pub max_sessions_per_client: usize,
+    /// Bad commands in one session before it is closed with `421 4.7.0`.
+    pub max_errors: usize,
+    /// On shutdown, how long open transactions may take to finish.
+    pub shutdown_grace: Span,
+}
+
+/// Local delivery.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Local {
+    /// Local domains that accept only known users (`sipmta user add local@domain`); the others
+    /// accept any local part. `postmaster` is always accepted (RFC 5321 §4.5.1).
+    pub known_users_only: Vec<String>,
+}
+
+/// Spool settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    /// Below this much free disk, MAIL is answered `452 4.3.1` (RFC 3463) instead of
+    /// failing half-way through DATA.
+    pub min_free_space: ByteSize,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` or `json` (one object per line).
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `sipmta=debug`; the `SIPMTA_LOG` variable overrides it.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: system_hostname(),
+            data_dir: PathBuf::from("./sipmta-data"),
+            local_domains: vec!["localhost".into()],
+            trusted_networks: Vec::new(),
+            smtp: Listener { listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))], vrfy: true },
+            submission: Listener { listen: vec![SocketAddr::from(([127, 0, 0, 1], 2587))], vrfy: true },
+            submissions: Listener { listen: Vec::new(), vrfy: true },
+            tls: Tls::default(),
+            limits: Limits::default(),
+            local: Local::default(),
+            spool: Spool::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener { listen: Vec::new(), vrfy: true }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: ByteSize(50 << 20),
+            max_recipients: 100,
+            max_command_line: 2048,
+            max_line_length: 998,
+            idle_timeout: Span(Duration::from_secs(300)),
+            max_sessions: 200,
+            max_sessions_per_client: 20,
+            max_errors: 10,
+            shutdown_grace: Span(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool { min_free_space: ByteSize(100 << 20) }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+/// The machine's host name, or `localhost` when it cannot be read.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Config {
+    /// Parse a TOML document, reporting every error found (syntax, types, unknown keys and the
+    /// semantic checks of [`Config::validate`]) at once.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        load::from_toml(text)
+    }
+
+    /// Read and parse a config file; `None` gives the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let Some(path) = path else {
+            let config = Config::default();
+            let errors = config.validate();
+            return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors::plain(errors)) };
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::plain(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Config::from_toml(&text).map_err(|e| e.in_file(path))
+    }
+
+    /// Checks serde cannot express. Returns every problem found.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !is_domain(&self.hostname) {
+            errors.push(format!("hostname: {:?} is not a host name", self.hostname));
+        }
+        for d in &self.local_domains {
+            if !is_domain(d) {
+                errors.push(format!("local_domains: {d:?} is not a domain name"));
+            }
+        }
+        for d in &self.local.known_users_only {
+            if !self.is_local_domain(d) {
+                errors.push(format!("local.known_users_only: {d:?} is not in local_domains"));
+            }
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) | (None, Some(_)) => errors.push("tls: set both cert and key, or neither".into()),
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("cert", cert), ("key", key)] {
+                    if let Err(e) = std::fs::metadata(path) {
+                        errors.push(format!("tls.{name}: cannot read {}: {e}", path.display()));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        let listeners = [("smtp", &self.smtp), ("submission", &self.submission), ("submissions", &self.submissions)];
+        let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
+        for (name, l) in listeners {
+            for addr in &l.listen {
+                if let Some((_, other)) = seen.iter().find(|(a, _)| a == addr) {
+                    errors.push(format!("{name}.listen: {addr} is already used by {other}.listen"));
+                }
+                seen.push((*addr, name));
+            }
+        }
+        if seen.is_empty() {
+            errors.push("no listener: set smtp.listen, submission.listen or submissions.listen".into());
+        }
+        let l = &self.limits;
+        if l.max_message_size.0 < 1024 {
+            errors.push("limits.max_message_size: must be at least 1KiB".into());
+        }
+        if l.max_recipients == 0 {
+            errors.push("limits.max_recipients: must be at least 1".into());
+        }
+        if l.max_command_line < 512 {
+            errors.push("limits.max_command_line: RFC 5321 §4.5.3.1.4 requires at least 512".into());
+        }
+        if l.max_line_length < 78 {
+            errors.push("limits.max_line_length: must be at least 78".into());
+        }
+        if l.idle_timeout.0 < Duration::from_secs(1) {
+            errors.push("limits.idle_timeout: must be at least 1s".into());
+        }
+        if l.max_sessions == 0 || l.max_sessions_per_client == 0 {
+            errors.push("limits.max_sessions and max_sessions_per_client: must be at least 1".into());
+        }
+        if l.max_errors == 0 {
+            errors.push("limits.max_errors: must be at least 1".into());
+        }
+        errors
+    }
+
+    /// Whether `domain` is one of ours.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.local_domains.iter().any(|d| sipmta_rules::same_domain(d, domain))
+    }
+
+    /// Whether this local domain takes only known users.
+    pub fn known_users_only(&self, domain: &str) -> bool {
+        self.local.known_users_only.iter().any(|d| sipmta_rules::same_domain(d, domain))
+    }
+}
+
+/// A plausible DNS name (RFC 1035 §2.3.1 letters, digits, hyphens; we also allow `_` and
+/// non-ASCII labels, which IDNs and internal names use).
+pub fn is_domain(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+#[test]
+fn embedded_defaults_are_valid_and_match_the_issue() {
+    let c = Config::default();
+    assert_eq!(c.validate(), Vec::<String>::new());
+    assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(c.submission.listen, vec!["127.0.0.1:2587".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(c.data_dir, PathBuf::from("./sipmta-data"));
+    assert_eq!(c.local_domains, vec!["localhost".to_string()]);
+    assert!(c.trusted_networks.is_empty());
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    assert_eq!(Config::from_toml("").unwrap(), Config::default());
+}
+
+#[test]
+fn values_are_read_in_operator_notation() {
+    let c = Config::from_toml(
+        r#"
+        hostname = "mx.example.com"
+        local_domains = ["example.com", "example.org"]
+        trusted_networks = ["192.0.2.0/24", "2001:db8::/32"]
+        [limits]
+        max_message_size = "10MiB"
+        idle_timeout = "2m"
+        [local]
+        known_users_only = ["example.org"]
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_message_size, ByteSize(10 << 20));
+    assert_eq!(c.limits.idle_timeout, Span(Duration::from_secs(120)));
+    assert!(c.trusted_networks[0].contains("192.0.2.1".parse().unwrap()));
+    assert!(c.known_users_only("EXAMPLE.org"));
+    assert!(!c.known_users_only("example.com"));
+    assert!(c.is_local_domain("Example.COM"));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_line() {
+    let text = r#"
+hostname = "mx.example.com"
+typo_key = 1
+[limits]
+max_recipients = "lots"
+idle_timeout = "5 fortnights"
+max_sessions = 10
+[smtp]
+listen = ["not an address"]
+[nonsense]
+a = 1
+b = 2
+[local]
+known_users_only = ["not-local.example"]
+"#;
+    let err = Config::from_toml(text).unwrap_err();
+    let all = err.to_string();
+    assert_eq!(err.errors().len(), 6, "{all}");
+    assert!(all.contains("3:1: unknown field `typo_key`"), "{all}");
+    assert!(all.contains("5:18:"), "{all}");
+    assert!(all.contains("6:16: unknown duration unit"), "{all}");
+    assert!(all.contains("9:"), "{all}");
+    assert!(all.contains("10:") && all.contains("nonsense"), "{all}");
+    assert!(all.contains("known_users_only: \"not-local.example\" is not in local_domains"), "{all}");
+}
+
+#[test]
+fn a_syntax_error_is_reported_with_its_position() {
+    let err = Config::from_toml("hostname = \"unterminated\n[limits]\n").unwrap_err();
+    assert!(err.to_string().contains("1:"), "{err}");
+}
+
+#[test]
+fn semantic_checks_are_all_reported() {
+    let err = Config::from_toml(
+        r#"
+        hostname = "bad host name"
+        [tls]
+        cert = "/no/such/cert.pem"
+        [smtp]
+        listen = ["127.0.0.1:2525"]
+        [submission]
+        listen = ["127.0.0.1:2525"]
+        [limits]
+        max_command_line = 100
+        max_recipients = 0
+        "#,
+    )
+    .unwrap_err();
+    let all = err.to_string();
+    for needle in ["hostname", "tls: set both", "already used by smtp.listen", "max_command_line", "max_recipients"] {
+        assert!(all.contains(needle), "missing {needle:?} in {all}");
+    }
+}
+
+#[test]
+fn missing_tls_files_are_named() {
+    let err = Config::from_toml("[tls]\ncert = \"/no/cert.pem\"\nkey = \"/no/key.pem\"\n").unwrap_err();
+    assert!(err.to_string().contains("tls.cert: cannot read /no/cert.pem"), "{err}");
+    assert!(err.to_string().contains("tls.key: cannot read /no/key.pem"), "{err}");
+}
+
+#[test]
+fn no_listener_at_all_is_an_error() {
+    let err = Config::from_toml("[smtp]\nlisten = []\n[submission]\nlisten = []\n").unwrap_err();
+    assert!(err.to_string().contains("no listener"), "{err}");
+}
+
+#[test]
+fn the_deploy_example_parses_and_sets_every_section() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/sipmta.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The example names certificate files that exist only on a real server; drop that check.
+    let mut value: toml::Table = toml::from_str(&text).unwrap();
+    value.remove("tls");
+    let config = Config::from_toml(&toml::to_string(&value).unwrap()).unwrap();
+    assert_ne!(config, Config::default());
+    // Every key of the defaults appears in the example, so it documents everything.
+    let defaults = toml::Table::try_from(Config::default()).unwrap();
+    let example: toml::Table = toml::from_str(&text).unwrap();
+    for (section, v) in &defaults {
+        assert!(example.contains_key(section), "deploy/sipmta.toml lacks `{section}`");
+        if let (Some(d), Some(e)) = (v.as_table(), example[section].as_table()) {
+            for key in d.keys() {
+                assert!(e.contains_key(key), "deploy/sipmta.toml lacks `{section}.{key}`");
+            }
+        }
+    }
+}
+
