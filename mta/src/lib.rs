@@ -2,3 +2,4 @@
 //! in-process. The binary in `main.rs` only parses the command line and calls in here.
 
 pub mod config;
+pub mod smtp;
