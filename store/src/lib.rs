@@ -124,12 +124,25 @@ impl Store {
         &self.inner.dir
     }
 
-    /// Spool a received message. Assigns the queue id, writes the message and then its envelope,
-    /// and returns after both are fsynced (group commit). On `Ok` the message is durable.
+    /// A fresh queue id, unique across restarts (for the Received header written before
+    /// [`Store::accept`]).
+    pub fn next_id(&self) -> Result<QueueId> {
+        // sled's ids start at 0; 0 means "not assigned yet" in an envelope.
+        loop {
+            let id = self.inner.db.generate_id()?;
+            if id != 0 {
+                return Ok(QueueId(id));
+            }
+        }
+    }
+
+    /// Spool a received message under `envelope.id` (one is assigned when it is `QueueId(0)`),
+    /// writing the message and then its envelope, and return after both are fsynced (group
+    /// commit). On `Ok` the message is durable.
     pub async fn accept(&self, mut envelope: Envelope, message: Vec<u8>) -> Result<QueueId> {
         let this = self.clone();
         let id = blocking(move || {
-            let id = QueueId(this.inner.db.generate_id()?);
+            let id = if envelope.id == QueueId(0) { this.next_id()? } else { envelope.id };
             envelope.id = id;
             envelope.size = message.len() as u64;
             this.inner.messages.insert(id.key(), message)?;

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::smtp::data::BareEndings;
+
 pub use load::ConfigErrors;
 pub use values::{ByteSize, IpNet, Span};
 
@@ -56,6 +58,9 @@ pub struct Listener {
     pub listen: Vec<SocketAddr>,
     /// Answer VRFY with `252` (RFC 5321 §3.5.3) instead of `502` (disabled).
     pub vrfy: bool,
+    /// A CR or LF outside CRLF in a message: `normalize` stores it as CRLF, `reject` refuses
+    /// the message. Either way it never ends DATA (SMTP smuggling).
+    pub bare_line_endings: BareEndings,
 }
 
 /// TLS material. Without both files a self-signed certificate is made in the data directory.
@@ -86,7 +91,7 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Concurrent sessions from one client address.
     pub max_sessions_per_client: usize,
-    /// Bad commands in one session before it is closed with `421 4.7.0`.
+    /// Commands answered `5xx` in one session before it is closed with `421 4.7.0`.
     pub max_errors: usize,
     /// On shutdown, how long open transactions may take to finish.
     pub shutdown_grace: Span,
@@ -138,9 +143,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./sipmta-data"),
             local_domains: vec!["localhost".into()],
             trusted_networks: Vec::new(),
-            smtp: Listener { listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))], vrfy: true },
-            submission: Listener { listen: vec![SocketAddr::from(([127, 0, 0, 1], 2587))], vrfy: true },
-            submissions: Listener { listen: Vec::new(), vrfy: true },
+            smtp: Listener { listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))], ..Listener::default() },
+            submission: Listener { listen: vec![SocketAddr::from(([127, 0, 0, 1], 2587))], ..Listener::default() },
+            submissions: Listener::default(),
             tls: Tls::default(),
             limits: Limits::default(),
             local: Local::default(),
@@ -152,7 +157,7 @@ impl Default for Config {
 
 impl Default for Listener {
     fn default() -> Self {
-        Listener { listen: Vec::new(), vrfy: true }
+        Listener { listen: Vec::new(), vrfy: true, bare_line_endings: BareEndings::Normalise }
     }
 }
 
@@ -166,7 +171,7 @@ impl Default for Limits {
             idle_timeout: Span(Duration::from_secs(300)),
             max_sessions: 200,
             max_sessions_per_client: 20,
-            max_errors: 10,
+            max_errors: 20,
             shutdown_grace: Span(Duration::from_secs(30)),
         }
     }

@@ -12,10 +12,13 @@
 //! smtp-proto has a DATA receiver, but it ends DATA on `CRLF . CR CR LF` and passes bare line
 //! endings through untouched, which is the ambiguity we must not relay; hence this module.
 
-/// What to do with a CR or LF that is not part of a CRLF pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do with a CR or LF that is not part of a CRLF pair (config `bare_line_endings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BareEndings {
-    /// Store it as CRLF (the message is accepted).
+    /// Store it as CRLF (the message is accepted), like Postfix's `normalize`.
+    #[default]
+    #[serde(rename = "normalize", alias = "normalise")]
     Normalise,
     /// Refuse the message after its end.
     Reject,

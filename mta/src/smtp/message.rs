@@ -1,0 +1,188 @@
+//! DATA (RFC 5321 §4.1.1.4): read the message, add our Received header (§4.4), spool it
+//! durably, and only then answer `250` with the queue id (§6.1).
+
+use std::net::IpAddr;
+
+use mail_builder::headers::date::Date;
+use sipmta_store::{Envelope, Origin, now};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, error, info};
+
+use super::conn::DataInput;
+use super::data::{DataDecoder, DataProblem};
+use super::ehlo::sanitise_helo;
+use super::reply::Reply;
+use super::session::{Next, Session, SessionState, Transaction};
+
+/// More Received headers than this means a mail loop (RFC 5321 §6.3; Postfix uses 50).
+const MAX_HOPS: usize = 50;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// DATA: `354`, read to `CRLF.CRLF`, spool, `250 ... queued as ID`.
+    pub(crate) async fn data(&mut self) -> Next {
+        let Some(tx) = self.st.tx.as_ref() else {
+            return self.answer(Reply::new(503, "5.5.1", "Need MAIL command"));
+        };
+        if tx.recipients.is_empty() {
+            return self.answer(Reply::new(554, "5.5.1", "No valid recipients"));
+        }
+        let limits = &self.ctx.config.limits;
+        let bare = self.listener().bare_line_endings;
+        let mut decoder = DataDecoder::new(limits.max_message_size.0 as usize, limits.max_line_length, bare);
+        self.conn.reply(&Reply::bare(354, "End data with <CR><LF>.<CR><LF>"));
+        match self.conn.read_data(&mut decoder).await {
+            Ok(DataInput::Done) => {}
+            Ok(DataInput::Eof) | Err(_) => {
+                info!(received = decoder.len(), "client disconnected during DATA; nothing was accepted");
+                return Next::Close;
+            }
+            Ok(DataInput::Timeout) => {
+                info!(received = decoder.len(), "timeout during DATA; nothing was accepted");
+                self.conn.reply(&Reply::new(421, "4.4.2", "Timeout during DATA, closing connection"));
+                return Next::Close;
+            }
+        }
+        let Some(tx) = self.st.tx.take() else {
+            return self.answer(Reply::new(503, "5.5.1", "Need MAIL command"));
+        };
+        let body = match decoder.finish() {
+            Ok(body) => body,
+            Err(problem) => {
+                info!(?problem, "message refused");
+                return self.answer(problem_reply(problem, limits.max_line_length));
+            }
+        };
+        if count_received(&body) > MAX_HOPS {
+            info!("message refused: too many Received headers (mail loop)");
+            return self.answer(Reply::new(554, "5.4.6", "Too many hops (mail loop?)"));
+        }
+        let reply = self.spool(tx, body).await;
+        self.answer(reply)
+    }
+
+    async fn spool(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+        let store = &self.ctx.store;
+        let id = match store.next_id() {
+            Ok(id) => id,
+            Err(e) => {
+                error!(error = %e, "cannot allocate a queue id");
+                return Reply::new(451, "4.3.0", "Requested action aborted: local error in processing");
+            }
+        };
+        let header = received_header(&self.st, &tx, &self.ctx.config.hostname, &id.to_string());
+        let mut message = Vec::with_capacity(header.len() + body.len());
+        message.extend_from_slice(header.as_bytes());
+        message.extend_from_slice(&body);
+        let rcpt_count = tx.recipients.len();
+        let envelope = Envelope {
+            id,
+            received: now(),
+            sender: tx.sender,
+            env_id: tx.env_id,
+            ret: tx.ret,
+            body: tx.body,
+            smtputf8: tx.smtputf8,
+            size: message.len() as u64,
+            origin: Origin {
+                listener: self.st.kind.name().to_owned(),
+                peer: self.st.peer.to_string(),
+                helo: self.st.helo.clone().unwrap_or_default(),
+                auth_user: self.st.auth_user.clone(),
+                tls: self.st.tls.is_some(),
+            },
+            recipients: tx.recipients,
+        };
+        let from = envelope.sender.clone();
+        let size = message.len();
+        match store.accept(envelope, message).await {
+            Ok(id) => {
+                info!(queue_id = %id, from = %from, rcpts = rcpt_count, size, "message accepted");
+                if self.ctx.accepted.send(id).is_err() {
+                    debug!("no delivery worker is listening; the message waits in the spool");
+                }
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Err(e) => {
+                error!(error = %e, "spooling failed; message not accepted");
+                if e.is_transient() {
+                    Reply::new(451, "4.3.0", "Requested action aborted: local error in processing")
+                } else {
+                    Reply::new(452, "4.3.1", "Insufficient system storage")
+                }
+            }
+        }
+    }
+
+    fn listener(&self) -> &crate::config::Listener {
+        let c = &self.ctx.config;
+        match self.st.kind {
+            super::Kind::Smtp => &c.smtp,
+            super::Kind::Submission => &c.submission,
+            super::Kind::Submissions => &c.submissions,
+        }
+    }
+}
+
+fn problem_reply(problem: DataProblem, max_line: usize) -> Reply {
+    match problem {
+        DataProblem::TooBig => Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"),
+        // RFC 5321 §4.5.3.1.10 names "500 Line too long" for this.
+        DataProblem::LineTooLong => Reply::new(500, "5.5.2", format!("Line too long: message lines are limited to {max_line} octets")),
+        DataProblem::BareLineEnding => Reply::new(550, "5.5.2", "Message contains a bare CR or LF (RFC 5321 §2.3.8)"),
+    }
+}
+
+/// Received headers in the header section (they are all at the top, RFC 5321 §4.4).
+fn count_received(message: &[u8]) -> usize {
+    let headers = match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(end) => &message[..end + 2],
+        None => message,
+    };
+    headers
+        .split(|&b| b == b'\n')
+        .filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+/// Our trace header (RFC 5321 §4.4), with the protocol keyword of RFC 3848 / RFC 6531.
+pub fn received_header(st: &SessionState, tx: &Transaction, hostname: &str, id: &str) -> String {
+    let helo = sanitise_helo(st.helo.as_deref().unwrap_or("unknown"));
+    let literal = match st.peer.ip() {
+        IpAddr::V4(v4) => format!("[{v4}]"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("[{v4}]"),
+            None => format!("[IPv6:{v6}]"),
+        },
+    };
+    let mut with = String::from(match (tx.smtputf8, st.esmtp) {
+        (true, _) => "UTF8SMTP",
+        (false, true) => "ESMTP",
+        (false, false) => "SMTP",
+    });
+    if st.tls.is_some() {
+        with.push('S');
+    }
+    if st.auth_user.is_some() {
+        with.push('A');
+    }
+    let mut header = format!("Received: from {helo} ({literal})\r\n\tby {hostname} (sipmta) with {with} id {id}");
+    if let Some(tls) = &st.tls {
+        header.push_str(&format!("\r\n\t(using {tls})"));
+    }
+    if let [only] = tx.recipients.as_slice() {
+        header.push_str(&format!("\r\n\tfor <{}>", only.address));
+    }
+    header.push_str(&format!(";\r\n\t{}\r\n", Date::new(now() as i64).to_rfc822()));
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_headers_are_counted_only_in_the_header_section() {
+        let m = b"Received: a\r\nreceived: b\r\nSubject: x\r\n\r\nReceived: in body\r\n";
+        assert_eq!(count_received(m), 2);
+    }
+}
