@@ -52,6 +52,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         match self.ctx.store.authenticate(&user, &password).await {
             Ok(true) => {
+                let user = sipmta_store::normalise_name(&user).unwrap_or(user);
                 info!(user = %user, "authenticated");
                 self.st.auth_user = Some(user);
                 self.answer(Reply::new(235, "2.7.0", "Authentication successful"))

@@ -78,18 +78,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Reply::new(250, "2.1.5", "Ok")
     }
 
-    /// Syntax checks shared by every recipient, and the one unqualified address we must take:
-    /// `Postmaster` (RFC 5321 §4.1.1.3).
+    /// Syntax checks shared by every recipient.
     fn qualify(&self, address: &str, smtputf8: bool) -> Result<String, Reply> {
         if address.is_empty() {
             return Err(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
         }
         if !address.is_ascii() && !smtputf8 {
             return Err(Reply::new(553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8 (RFC 6531)"));
-        }
-        if address.eq_ignore_ascii_case("postmaster") {
-            let domain = self.ctx.config.local_domains.first().cloned().unwrap_or_else(|| self.ctx.config.hostname.clone());
-            return Ok(format!("postmaster@{domain}"));
         }
         Ok(address.to_owned())
     }
@@ -112,6 +107,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
     }
+}
+
+/// `RCPT TO:<Postmaster>` without a domain MUST be accepted (RFC 5321 §4.1.1.3), but
+/// smtp-proto refuses unqualified addresses; rewrite that one form to `postmaster@domain`
+/// before parsing. Any other line is returned as `None` and parsed as sent.
+pub fn qualify_postmaster(line: &[u8], domain: &str) -> Option<Vec<u8>> {
+    const PREFIX: &[u8] = b"RCPT TO:";
+    let head = line.get(..PREFIX.len())?;
+    if !head.eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let rest = &line[PREFIX.len()..];
+    let start = rest.iter().position(|b| *b != b' ')?;
+    let target = b"<postmaster>";
+    let found = rest.get(start..start + target.len())?;
+    if !found.eq_ignore_ascii_case(target) {
+        return None;
+    }
+    let mut out = line[..PREFIX.len() + start].to_vec();
+    out.extend_from_slice(format!("<postmaster@{domain}>").as_bytes());
+    out.extend_from_slice(&rest[start + target.len()..]);
+    Some(out)
 }
 
 /// RFC 3461 §4.1: NEVER excludes the others; absent means "MTA default".
@@ -167,6 +184,18 @@ mod tests {
         for bad in ["", ".a", "a.", "a..b", "a%b", "a!b", "a@b", "a/b", "..", "a b", "a\"b", &"x".repeat(65)] {
             assert!(!is_safe_local_part(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn unqualified_postmaster_is_qualified() {
+        assert_eq!(qualify_postmaster(b"RCPT TO:<Postmaster>\r\n", "localhost").as_deref(), Some(&b"RCPT TO:<postmaster@localhost>\r\n"[..]));
+        assert_eq!(
+            qualify_postmaster(b"rcpt to: <POSTMASTER> NOTIFY=NEVER\r\n", "x.test").as_deref(),
+            Some(&b"rcpt to: <postmaster@x.test> NOTIFY=NEVER\r\n"[..])
+        );
+        assert_eq!(qualify_postmaster(b"RCPT TO:<postmaster@other>\r\n", "x"), None);
+        assert_eq!(qualify_postmaster(b"RCPT TO:<postmasterx>\r\n", "x"), None);
+        assert_eq!(qualify_postmaster(b"MAIL FROM:<postmaster>\r\n", "x"), None);
     }
 
     #[test]

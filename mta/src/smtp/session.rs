@@ -200,6 +200,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Parse one command line and run its handler.
     async fn command(&mut self, line: &[u8]) -> Next {
+        let domain = self.ctx.config.local_domains.first().unwrap_or(&self.ctx.config.hostname);
+        let qualified = super::rcpt::qualify_postmaster(line, domain);
+        let line = qualified.as_deref().unwrap_or(line);
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request.into_owned(),
             Err(e) => {
