@@ -90,7 +90,7 @@ pub enum Outcome<S> {
     /// The connection is finished.
     Closed,
     /// The client asked for TLS and got `220`: do the handshake on this stream.
-    StartTls(S, SessionState),
+    StartTls(S, Box<SessionState>),
 }
 
 /// What a handler tells the loop to do next.
@@ -173,7 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     st.helo = None;
                     st.esmtp = false;
                     st.tx = None;
-                    return Outcome::StartTls(self.conn.into_stream(), st);
+                    return Outcome::StartTls(self.conn.into_stream(), Box::new(st));
                 }
             }
         }
@@ -287,7 +287,8 @@ where
         }
         match Session::new(stream, ctx.clone(), st).run(true).await {
             Outcome::Closed => {}
-            Outcome::StartTls(stream, mut st) => {
+            Outcome::StartTls(stream, st) => {
+                let mut st = *st;
                 let Some(acceptor) = ctx.tls.clone() else { return };
                 match acceptor.accept(stream).await {
                     Ok(tls) => {
