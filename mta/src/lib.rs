@@ -2,5 +2,6 @@
 //! in-process. The binary in `main.rs` only parses the command line and calls in here.
 
 pub mod config;
+pub mod deliver;
 pub mod smtp;
 pub mod server;

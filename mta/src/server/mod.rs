@@ -1,4 +1,201 @@
-//! The daemon's network side: binding listeners, the accept loops with their session limits,
-//! and graceful shutdown.
+//! The daemon's network side: binding and announcing listeners, the accept loops with their
+//! session limits, the delivery worker, and graceful shutdown.
+//!
+//! Shutdown (DESIGN.md "Operations"): stop reading new commands from idle sessions (they get
+//! `421 4.3.2`), answer new connections with `421 4.3.2`, let open transactions finish within
+//! `limits.shutdown_grace`, then abort what is left, let the delivery worker finish its
+//! in-flight messages, flush the store and return.
 
 pub mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sipmta_store::Store;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::smtp::reply::Reply;
+use crate::smtp::{Ctx, Kind, SessionState, serve_connection};
+
+/// A daemon with its listeners bound, ready to [`Server::run`].
+#[derive(Debug)]
+pub struct Server {
+    ctx: Arc<Ctx>,
+    listeners: Vec<(Kind, TcpListener)>,
+    shutdown: watch::Sender<bool>,
+    accepted: mpsc::UnboundedReceiver<sipmta_store::QueueId>,
+}
+
+impl Server {
+    /// Open the store, prepare TLS and bind every configured listener, announcing each in the
+    /// log. Fails (naming the culprit) if the store is in use or an address cannot be bound.
+    pub async fn start(config: Config) -> Result<Server> {
+        let config = Arc::new(config);
+        let (store, recovery) = Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        info!(data_dir = %config.data_dir.display(), queued = recovery.queued, orphans_removed = recovery.orphans_removed, "store open");
+        let tls = tls::acceptor(&config).context("setting up TLS")?;
+        let mut listeners = Vec::new();
+        for (kind, listener) in [(Kind::Smtp, &config.smtp), (Kind::Submission, &config.submission), (Kind::Submissions, &config.submissions)] {
+            for addr in &listener.listen {
+                let bound = TcpListener::bind(addr).await.with_context(|| format!("binding {} listener {addr}", kind.name()))?;
+                let local = bound.local_addr()?;
+                info!(listener = kind.name(), addr = %local, "{} listener on {local}", kind.name());
+                listeners.push((kind, bound));
+            }
+        }
+        let (accepted_tx, accepted) = mpsc::unbounded_channel();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ctx = Arc::new(Ctx { config, store, tls: Some(tls), accepted: accepted_tx, shutdown: shutdown_rx });
+        Ok(Server { ctx, listeners, shutdown, accepted })
+    }
+
+    /// The bound addresses (with port 0 resolved), for tests and the log.
+    pub fn local_addrs(&self) -> Vec<(Kind, SocketAddr)> {
+        self.listeners.iter().filter_map(|(k, l)| l.local_addr().ok().map(|a| (*k, a))).collect()
+    }
+
+    /// The store (for tests that inspect it while the server runs).
+    pub fn store(&self) -> Store {
+        self.ctx.store.clone()
+    }
+
+    /// Serve until `stop` completes, then shut down gracefully.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
+        let Server { ctx, listeners, shutdown, accepted } = self;
+        let limits = &ctx.config.limits;
+        let sessions = Arc::new(Semaphore::new(limits.max_sessions));
+        let per_client = Arc::new(PerClient { max: limits.max_sessions_per_client, counts: Mutex::default() });
+        let (hard_stop, hard_stop_rx) = watch::channel(false);
+        let (deliver_stop, deliver_stop_rx) = watch::channel(false);
+        let deliverer = tokio::spawn(crate::deliver::run(ctx.config.clone(), ctx.store.clone(), accepted, deliver_stop_rx));
+        let mut loops = JoinSet::new();
+        for (kind, listener) in listeners {
+            loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
+        }
+        info!("ready");
+        stop.await;
+        info!(grace = ?limits.shutdown_grace.0, "shutting down: finishing open transactions");
+        let _ = shutdown.send(true);
+        let all = u32::try_from(limits.max_sessions).unwrap_or(u32::MAX);
+        if tokio::time::timeout(limits.shutdown_grace.0, sessions.acquire_many(all)).await.is_err() {
+            warn!(open = limits.max_sessions - sessions.available_permits(), "grace period over: aborting open sessions");
+            let _ = hard_stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), sessions.acquire_many(all)).await;
+        }
+        let _ = hard_stop.send(true);
+        loops.shutdown().await;
+        let _ = deliver_stop.send(true);
+        if let Err(e) = deliverer.await {
+            error!(error = %e, "delivery worker failed");
+        }
+        ctx.store.flush().context("flushing the store at shutdown")?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Sessions per client address.
+#[derive(Debug)]
+struct PerClient {
+    max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Holds one of a client's session slots until dropped.
+struct ClientSlot {
+    owner: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { owner: self.clone(), ip })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(kind: Kind, listener: TcpListener, ctx: Arc<Ctx>, sessions: Arc<Semaphore>, per_client: Arc<PerClient>, mut hard_stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(listener = kind.name(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut hard_stop) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        if *ctx.shutdown.borrow() {
+            refuse(stream, Reply::new(421, "4.3.2", format!("{} Service shutting down, try again later", ctx.config.hostname)));
+            continue;
+        }
+        let Ok(permit) = sessions.clone().try_acquire_owned() else {
+            warn!(%peer, "session limit reached, refusing connection");
+            refuse(stream, Reply::new(421, "4.3.2", format!("{} Too many connections, try again later", ctx.config.hostname)));
+            continue;
+        };
+        let Some(slot) = per_client.take(peer.ip()) else {
+            warn!(%peer, "per-client session limit reached, refusing connection");
+            refuse(stream, Reply::new(421, "4.7.0", format!("{} Too many connections from your address", ctx.config.hostname)));
+            continue;
+        };
+        let local = stream.local_addr().unwrap_or(peer);
+        let st = SessionState::new(kind, peer, local);
+        let (ctx, mut hard_stop) = (ctx.clone(), hard_stop.clone());
+        tokio::spawn(async move {
+            let _held: (OwnedSemaphorePermit, ClientSlot) = (permit, slot);
+            tokio::select! {
+                () = serve_connection(stream, ctx, st) => {}
+                () = stopped(&mut hard_stop) => info!(%peer, "session aborted at shutdown"),
+            }
+        });
+    }
+}
+
+/// Resolves once the flag turns true (or its sender is gone). The guard `wait_for` returns is
+/// not `Send`, so it must not live in a `select!` output.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Answer a connection we will not serve, without holding up the accept loop.
+fn refuse(mut stream: TcpStream, reply: Reply) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.to_wire().as_bytes())).await;
+        let _ = stream.shutdown().await;
+        debug!("refused connection closed");
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -171,7 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 tokio::select! {
                     r = read => r,
                     // read_buf is cancel-safe: if shutdown wins, no input was consumed.
-                    _ = rx.wait_for(|stop| *stop) => return Ok(Fill::Shutdown),
+                    () = crate::server::stopped(rx) => return Ok(Fill::Shutdown),
                 }
             }
             None => read.await,
