@@ -5,3 +5,5 @@ pub mod config;
 pub mod deliver;
 pub mod smtp;
 pub mod server;
+pub mod cli;
+pub mod logging;

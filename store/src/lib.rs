@@ -124,16 +124,15 @@ impl Store {
         &self.inner.dir
     }
 
-    /// A fresh queue id, unique across restarts (for the Received header written before
-    /// [`Store::accept`]).
+    /// A fresh queue id (for the Received header written before [`Store::accept`]).
+    ///
+    /// The arrival second fills the high bits and sled's counter (unique across restarts) the
+    /// low 24, so ids sort by arrival, read like Postfix's long queue ids, and are not reused
+    /// even if a data directory is wiped and started again. 2^24 ids would have to be
+    /// generated within one second for two to collide.
     pub fn next_id(&self) -> Result<QueueId> {
-        // sled's ids start at 0; 0 means "not assigned yet" in an envelope.
-        loop {
-            let id = self.inner.db.generate_id()?;
-            if id != 0 {
-                return Ok(QueueId(id));
-            }
-        }
+        let counter = self.inner.db.generate_id()? & 0xFF_FFFF;
+        Ok(QueueId((now() << 24) | counter))
     }
 
     /// Spool a received message under `envelope.id` (one is assigned when it is `QueueId(0)`),
