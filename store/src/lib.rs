@@ -126,13 +126,18 @@ impl Store {
 
     /// A fresh queue id (for the Received header written before [`Store::accept`]).
     ///
-    /// The arrival second fills the high bits and sled's counter (unique across restarts) the
-    /// low 24, so ids sort by arrival, read like Postfix's long queue ids, and are not reused
-    /// even if a data directory is wiped and started again. 2^24 ids would have to be
-    /// generated within one second for two to collide.
+    /// The arrival second fills the high 32 bits and sled's counter (unique within a run,
+    /// advanced by a million at each restart) the low 32, so ids sort by arrival, read like
+    /// Postfix's long queue ids, and are not reused even if a data directory is wiped. An id
+    /// that is somehow taken already is skipped: spooling must never overwrite a message.
     pub fn next_id(&self) -> Result<QueueId> {
-        let counter = self.inner.db.generate_id()? & 0xFF_FFFF;
-        Ok(QueueId((now() << 24) | counter))
+        loop {
+            let counter = self.inner.db.generate_id()? & 0xFFFF_FFFF;
+            let id = QueueId((now() << 32) | counter);
+            if !self.inner.envelopes.contains_key(id.key())? && !self.inner.messages.contains_key(id.key())? {
+                return Ok(id);
+            }
+        }
     }
 
     /// Spool a received message under `envelope.id` (one is assigned when it is `QueueId(0)`),

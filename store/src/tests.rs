@@ -174,3 +174,18 @@ fn free_space_is_reported() {
     let (store, _) = Store::open(dir.path()).unwrap();
     assert!(store.free_space().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn next_id_never_returns_a_spooled_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let taken = store.next_id().unwrap();
+    // Occupy the next ids the counter would produce in this second.
+    for offset in 1..=3 {
+        store.inner.envelopes.insert(QueueId(taken.0 + offset).key(), b"{}".to_vec()).unwrap();
+    }
+    for _ in 0..3 {
+        let id = store.next_id().unwrap();
+        assert!(store.inner.envelopes.get(id.key()).unwrap().is_none(), "{id} is taken");
+    }
+}

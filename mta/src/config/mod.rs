@@ -248,7 +248,8 @@ impl Config {
         let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
         for (name, l) in listeners {
             for addr in &l.listen {
-                if let Some((_, other)) = seen.iter().find(|(a, _)| a == addr) {
+                // Port 0 asks the kernel for a fresh port each time, so it never clashes.
+                if let Some((_, other)) = seen.iter().find(|(a, _)| a == addr && addr.port() != 0) {
                     errors.push(format!("{name}.listen: {addr} is already used by {other}.listen"));
                 }
                 seen.push((*addr, name));

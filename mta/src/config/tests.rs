@@ -133,3 +133,9 @@ fn the_deploy_example_parses_and_sets_every_section() {
     }
 }
 
+
+#[test]
+fn ephemeral_ports_may_repeat() {
+    let c = Config::from_toml("[smtp]\nlisten = [\"127.0.0.1:0\"]\n[submission]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    assert_eq!(c.smtp.listen, c.submission.listen);
+}

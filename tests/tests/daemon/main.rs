@@ -1,0 +1,16 @@
+//! Black-box tests: the built `sipmta` daemon in a temp dir on ephemeral loopback ports, driven
+//! by real peers. One scenario per file; `support` starts daemons and runs swaks.
+//!
+//! Run them with `./tests/run.sh` (it installs swaks and the other peers when missing).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod auth_tls;
+mod crash;
+mod delivery;
+mod lifecycle;
+mod limits;
+mod relay;
+mod smuggling;
