@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this and nothing else).
+#
+# 1. Installs the Debian packages the black-box tests talk to, when they are missing
+#    (swaks as the SMTP client; unshare/ip for the private network namespace in which the
+#    README's `sipmta serve` is tested on its fixed default ports).
+# 2. Lints with clippy (warnings are errors).
+# 3. Runs every test level: unit and parser tests, session transcripts, in-process socket
+#    tests, and black-box tests of the built daemon (tests/tests/daemon).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if ((${#need[@]})); then
+    echo "tests/run.sh: installing ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --locked -p sipmta
+cargo test --workspace --locked
