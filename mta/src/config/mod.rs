@@ -48,6 +48,8 @@ pub struct Config {
     pub spool: Spool,
     /// Logging.
     pub log: Log,
+    /// The admin API the CLI uses while the daemon runs.
+    pub admin: Admin,
 }
 
 /// One kind of listener.
@@ -125,6 +127,17 @@ pub struct Log {
     pub filter: String,
 }
 
+/// The admin API: HTTP/1.1 with a bearer token that the daemon writes to
+/// `<data_dir>/admin.token` at each start. `sipmta user ...` and `sipmta queue ...` use it while
+/// the daemon holds the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Loopback addresses to listen on (requests carry passwords in clear text, so nothing
+    /// else is allowed); an empty list turns the API off. Default `["127.0.0.1:8025"]`.
+    pub listen: Vec<SocketAddr>,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,7 +164,14 @@ impl Default for Config {
             local: Local::default(),
             spool: Spool::default(),
             log: Log::default(),
+            admin: Admin::default(),
         }
+    }
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin { listen: vec![SocketAddr::from(([127, 0, 0, 1], 8025))] }
     }
 }
 
@@ -257,6 +277,17 @@ impl Config {
         }
         if seen.is_empty() {
             errors.push("no listener: set smtp.listen, submission.listen or submissions.listen".into());
+        }
+        for addr in &self.admin.listen {
+            // to_canonical: an IPv4-mapped ::ffff:127.0.0.1 is loopback too.
+            if !addr.ip().to_canonical().is_loopback() {
+                errors.push(format!(
+                    "admin.listen: {addr} is not a loopback address; the admin API carries passwords in clear text, so use 127.0.0.1 or [::1]"
+                ));
+            }
+            if let Some((_, other)) = seen.iter().find(|(a, _)| a == addr && addr.port() != 0) {
+                errors.push(format!("admin.listen: {addr} is already used by {other}.listen"));
+            }
         }
         let l = &self.limits;
         if l.max_message_size.0 < 1024 {

@@ -11,6 +11,7 @@ fn embedded_defaults_are_valid_and_match_the_issue() {
     assert_eq!(c.data_dir, PathBuf::from("./sipmta-data"));
     assert_eq!(c.local_domains, vec!["localhost".to_string()]);
     assert!(c.trusted_networks.is_empty());
+    assert_eq!(c.admin.listen, vec!["127.0.0.1:8025".parse::<SocketAddr>().unwrap()]);
 }
 
 #[test]
@@ -135,7 +136,36 @@ fn the_deploy_example_parses_and_sets_every_section() {
 
 
 #[test]
+fn a_non_loopback_admin_address_is_refused() {
+    let err = Config::from_toml("[admin]\nlisten = [\"0.0.0.0:8025\", \"127.0.0.1:8026\", \"[2001:db8::1]:8025\"]\n").unwrap_err();
+    let all = err.to_string();
+    assert_eq!(err.errors().len(), 2, "{all}");
+    assert!(all.contains("admin.listen: 0.0.0.0:8025 is not a loopback address"), "{all}");
+    assert!(all.contains("admin.listen: [2001:db8::1]:8025 is not a loopback address"), "{all}");
+}
+
+#[test]
+fn loopback_admin_addresses_and_an_empty_list_are_accepted() {
+    let c = Config::from_toml("[admin]\nlisten = [\"127.0.0.1:0\", \"[::1]:8025\", \"[::ffff:127.0.0.1]:8027\"]\n").unwrap();
+    assert_eq!(c.admin.listen.len(), 3);
+    assert!(Config::from_toml("[admin]\nlisten = []\n").unwrap().admin.listen.is_empty());
+}
+
+#[test]
+fn the_admin_api_cannot_share_an_smtp_address() {
+    let err = Config::from_toml("[smtp]\nlisten = [\"127.0.0.1:2525\"]\n[admin]\nlisten = [\"127.0.0.1:2525\"]\n").unwrap_err();
+    assert!(err.to_string().contains("admin.listen: 127.0.0.1:2525 is already used by smtp.listen"), "{err}");
+}
+
+#[test]
 fn ephemeral_ports_may_repeat() {
     let c = Config::from_toml("[smtp]\nlisten = [\"127.0.0.1:0\"]\n[submission]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
     assert_eq!(c.smtp.listen, c.submission.listen);
+}
+
+#[test]
+fn the_admin_api_may_share_port_zero_with_the_listeners() {
+    let any = "listen = [\"127.0.0.1:0\"]\n";
+    let c = Config::from_toml(&format!("[smtp]\n{any}[submission]\n{any}[admin]\n{any}")).unwrap();
+    assert_eq!(c.admin.listen, c.smtp.listen);
 }
