@@ -1,6 +1,7 @@
 //! The sipmta daemon and admin CLI as a library, so tests can drive sessions and servers
 //! in-process. The binary in `main.rs` only parses the command line and calls in here.
 
+pub mod admin;
 pub mod config;
 pub mod deliver;
 pub mod smtp;

@@ -4,7 +4,8 @@
 //! Shutdown (DESIGN.md "Operations"): stop reading new commands from idle sessions (they get
 //! `421 4.3.2`), answer new connections with `421 4.3.2`, let open transactions finish within
 //! `limits.shutdown_grace`, then abort what is left, let the delivery worker finish its
-//! in-flight messages, flush the store and return.
+//! in-flight messages, flush the store and return. The admin API stops taking connections as
+//! shutdown starts and removes its token once its requests are done.
 
 pub mod tls;
 
@@ -22,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use crate::admin::server::AdminServer;
 use crate::config::Config;
 use crate::smtp::reply::Reply;
 use crate::smtp::{Ctx, Kind, SessionState, serve_connection};
@@ -31,6 +33,7 @@ use crate::smtp::{Ctx, Kind, SessionState, serve_connection};
 pub struct Server {
     ctx: Arc<Ctx>,
     listeners: Vec<(Kind, TcpListener)>,
+    admin: Option<AdminServer>,
     shutdown: watch::Sender<bool>,
     accepted: mpsc::UnboundedReceiver<sipmta_store::QueueId>,
 }
@@ -52,15 +55,22 @@ impl Server {
                 listeners.push((kind, bound));
             }
         }
+        // Last, so the token is published only once everything else is up.
+        let admin = AdminServer::bind(&config.admin.listen, &config.data_dir).await?;
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(Ctx { config, store, tls: Some(tls), accepted: accepted_tx, shutdown: shutdown_rx });
-        Ok(Server { ctx, listeners, shutdown, accepted })
+        Ok(Server { ctx, listeners, admin, shutdown, accepted })
     }
 
     /// The bound addresses (with port 0 resolved), for tests and the log.
     pub fn local_addrs(&self) -> Vec<(Kind, SocketAddr)> {
         self.listeners.iter().filter_map(|(k, l)| l.local_addr().ok().map(|a| (*k, a))).collect()
+    }
+
+    /// The admin API's bound addresses (empty when it is off).
+    pub fn admin_addrs(&self) -> Vec<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addrs).unwrap_or_default()
     }
 
     /// The store (for tests that inspect it while the server runs).
@@ -70,7 +80,7 @@ impl Server {
 
     /// Serve until `stop` completes, then shut down gracefully.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
-        let Server { ctx, listeners, shutdown, accepted } = self;
+        let Server { ctx, listeners, admin, shutdown, accepted } = self;
         let limits = &ctx.config.limits;
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let per_client = Arc::new(PerClient { max: limits.max_sessions_per_client, counts: Mutex::default() });
@@ -81,6 +91,8 @@ impl Server {
         for (kind, listener) in listeners {
             loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
         }
+        // Stops with `shutdown`, as the SMTP listeners start refusing.
+        let admin = admin.map(|a| tokio::spawn(a.run(ctx.store.clone(), ctx.shutdown.clone())));
         info!("ready");
         stop.await;
         info!(grace = ?limits.shutdown_grace.0, "shutting down: finishing open transactions");
@@ -96,6 +108,11 @@ impl Server {
         let _ = deliver_stop.send(true);
         if let Err(e) = deliverer.await {
             error!(error = %e, "delivery worker failed");
+        }
+        if let Some(task) = admin
+            && let Err(e) = task.await
+        {
+            error!(error = %e, "admin API failed");
         }
         ctx.store.flush().context("flushing the store at shutdown")?;
         info!("stopped");

@@ -29,6 +29,8 @@ async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> R
     let mut config = Config { data_dir: dir.path().to_path_buf(), hostname: "mx.test".into(), ..Config::default() };
     config.smtp.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.submission.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    // The default admin port is fixed; tests run in parallel.
+    config.admin.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.spool.min_free_space = ByteSize(0);
     adjust(&mut config);
     let server = Server::start(config).await.unwrap();
