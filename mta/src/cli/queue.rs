@@ -1,12 +1,17 @@
 //! `sipmta queue list|show` (what `mailq` shows on a Postfix system).
+//!
+//! While the daemon runs the commands go through its admin API, otherwise to the store itself
+//! (see [`super::backend`]); the output is the same either way.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use sipmta_store::QueueId;
 
-use super::backend::open_store;
+use super::backend::Backend;
+use crate::admin::QueueEntry;
 
 /// Queue inspection.
 #[derive(Debug, Subcommand)]
@@ -22,34 +27,39 @@ pub enum QueueCommand {
 
 pub fn run(config: Option<&Path>, cmd: QueueCommand) -> Result<()> {
     let config = super::load_config(config)?;
-    let store = open_store(&config)?;
+    let backend = Backend::open(&config)?;
+    execute(&backend, cmd, &mut std::io::stdout().lock())
+}
+
+/// Carry out `cmd`, printing to `out`.
+pub(super) fn execute(backend: &Backend, cmd: QueueCommand, out: &mut dyn Write) -> Result<()> {
     match cmd {
         QueueCommand::List => {
-            let mut n = 0;
-            for env in store.queue() {
-                let env = env?;
-                n += 1;
+            let queue = backend.queue()?;
+            for env in &queue {
                 let sender = if env.sender.is_empty() { "<>" } else { env.sender.as_str() };
-                println!("{}  {:>8}  {}  {sender}", env.id, env.size, date(env.received));
+                writeln!(out, "{}  {:>8}  {}  {sender}", env.id, env.size, date(env.received))?;
                 for r in &env.recipients {
                     let reply = r.last_reply.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
-                    println!("    {:<10} {}{reply}", r.state.to_string(), r.address);
+                    writeln!(out, "    {:<10} {}{reply}", r.state.to_string(), r.address)?;
                 }
             }
-            println!("-- {n} message{} in the queue", if n == 1 { "" } else { "s" });
+            let n = queue.len();
+            writeln!(out, "-- {n} message{} in the queue", if n == 1 { "" } else { "s" })?;
         }
         QueueCommand::Show { id } => {
             let qid: QueueId = id.parse().with_context(|| format!("{id:?} is not a queue id"))?;
-            let history = store.history(qid)?;
-            match store.envelope(qid)? {
-                Some(env) => println!("{}", serde_json::to_string_pretty(&env)?),
-                None if history.is_empty() => bail!("no such message: {id}"),
-                None => println!("{qid}: no longer queued (every recipient finished)"),
+            let Some(QueueEntry { envelope, history }) = backend.message(qid)? else {
+                bail!("no such message: {id}");
+            };
+            match envelope {
+                Some(env) => writeln!(out, "{}", serde_json::to_string_pretty(&env)?)?,
+                None => writeln!(out, "{qid}: no longer queued (every recipient finished)")?,
             }
-            println!("history:");
+            writeln!(out, "history:")?;
             for ev in history {
                 let who = ev.recipient.map(|r| format!(" <{r}>")).unwrap_or_default();
-                println!("  {}{who} {}", date(ev.at), ev.text);
+                writeln!(out, "  {}{who} {}", date(ev.at), ev.text)?;
             }
         }
     }

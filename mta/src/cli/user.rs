@@ -3,14 +3,18 @@
 //! Passwords are never taken from the command line (other users could read them in `ps`): from
 //! a terminal they are prompted for twice without echo; otherwise the first line of standard
 //! input is the password (`echo secret | sipmta user add alice@example.com`).
+//!
+//! While the daemon runs the commands go through its admin API, otherwise to the store itself
+//! (see [`super::backend`]); the output is the same either way.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use sipmta_store::normalise_name;
 
-use super::backend::open_store;
+use super::backend::Backend;
 
 /// User management.
 #[derive(Debug, Subcommand)]
@@ -36,32 +40,36 @@ pub enum UserCommand {
 
 pub fn run(config: Option<&Path>, cmd: UserCommand) -> Result<()> {
     let config = super::load_config(config)?;
-    let store = open_store(&config)?;
+    let backend = Backend::open(&config)?;
+    execute(&backend, cmd, &mut read_password, &mut std::io::stdout().lock())
+}
+
+/// Carry out `cmd`, asking `password` for passwords and printing to `out`.
+pub(super) fn execute(backend: &Backend, cmd: UserCommand, password: &mut dyn FnMut() -> Result<String>, out: &mut dyn Write) -> Result<()> {
     match cmd {
         UserCommand::Add { name } => {
-            let password = read_password()?;
-            store.add_user(&name, &password)?;
-            println!("added user {}", sipmta_store::normalise_name(&name)?);
+            // Check the name before asking for a password that would be thrown away.
+            let key = normalise_name(&name)?;
+            backend.add_user(&name, &password()?)?;
+            writeln!(out, "added user {key}")?;
         }
         UserCommand::Rm { name } => {
-            store.remove_user(&name)?;
-            println!("removed user {}", sipmta_store::normalise_name(&name)?);
+            backend.remove_user(&name)?;
+            writeln!(out, "removed user {}", normalise_name(&name)?)?;
         }
         UserCommand::Passwd { name } => {
-            if store.user(&name)?.is_none() {
+            if !backend.user_exists(&name)? {
                 bail!("no such user: {name}");
             }
-            let password = read_password()?;
-            store.set_password(&name, &password)?;
-            println!("changed password of {}", sipmta_store::normalise_name(&name)?);
+            backend.set_password(&name, &password()?)?;
+            writeln!(out, "changed password of {}", normalise_name(&name)?)?;
         }
         UserCommand::List => {
-            for user in store.users()? {
-                println!("{}", user.name);
+            for user in backend.users()? {
+                writeln!(out, "{}", user.name)?;
             }
         }
     }
-    store.flush()?;
     Ok(())
 }
 
