@@ -16,6 +16,9 @@ pub fn run(path: Option<&Path>) -> ExitCode {
                     println!("  {name} listener on {addr}");
                 }
             }
+            for addr in &config.admin.listen {
+                println!("  admin API on {addr}");
+            }
             println!("  data in {}", config.data_dir.display());
             println!("  local domains: {}", config.local_domains.join(", "));
             ExitCode::SUCCESS
