@@ -8,3 +8,6 @@ pub mod smtp;
 pub mod server;
 pub mod cli;
 pub mod logging;
+
+#[cfg(test)]
+pub(crate) mod testutil;

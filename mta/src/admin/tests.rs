@@ -9,49 +9,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use base64::Engine;
-use sipmta_store::{Envelope, QueueId, RcptState, Recipient, Store};
+use sipmta_store::{Envelope, QueueId, RcptState, Recipient};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
 use super::client::{Client, ClientError};
 use super::{Files, UserInfo};
-use crate::config::{ByteSize, Config};
+use crate::config::Config;
 use crate::server::Server;
-use crate::smtp::Kind;
-
-pub(crate) struct Running {
-    pub dir: tempfile::TempDir,
-    pub store: Store,
-    admin: SocketAddr,
-    submission: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-/// A daemon on port 0 everywhere, in a fresh data directory.
-pub(crate) async fn start() -> Running {
-    start_with(|_| {}).await
-}
-
-pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().to_path_buf(), hostname: "mx.test".into(), ..Config::default() };
-    config.smtp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.submission.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.admin.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.spool.min_free_space = ByteSize(0);
-    adjust(&mut config);
-    let server = Server::start(config).await.unwrap();
-    let admin = server.admin_addrs().first().copied().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let submission = server.local_addrs().into_iter().find(|(k, _)| *k == Kind::Submission).unwrap().1;
-    let store = server.store();
-    let (tx, rx) = oneshot::channel();
-    let done = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Running { dir, store, admin, submission, stop: Some(tx), done }
-}
+pub(crate) use crate::testutil::{Running, start};
 
 impl Running {
     /// A client found the way the CLI finds one: through the published files.
@@ -60,11 +26,6 @@ impl Running {
         blocking(move || Client::discover(&dir)).await.unwrap().expect("a running daemon")
     }
 
-    pub async fn stop(mut self) -> tempfile::TempDir {
-        self.stop.take().unwrap().send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(30), self.done).await.unwrap().unwrap().unwrap();
-        self.dir
-    }
 }
 
 /// Run the synchronous client off the runtime the server runs on.
@@ -114,7 +75,7 @@ async fn smtp_auth(addr: SocketAddr, user: &str, password: &str) -> String {
 
 #[tokio::test]
 async fn users_are_added_listed_changed_and_removed() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let c = s.client().await;
     let api = c.clone();
     let added = blocking(move || api.add_user("Alice@Example.COM", "first")).await.unwrap();
@@ -159,7 +120,7 @@ async fn users_are_added_listed_changed_and_removed() {
 
 #[tokio::test]
 async fn names_needing_percent_encoding_arrive_intact() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let c = s.client().await;
     let name = "we%ird/na?me#1@example.com";
     let api = c.clone();
@@ -178,7 +139,7 @@ async fn names_needing_percent_encoding_arrive_intact() {
 
 #[tokio::test]
 async fn a_wrong_or_missing_token_gets_401() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     s.store.add_user("alice@example.com", "pw").unwrap();
     let good = s.client().await;
     for token in ["wrong", "", &"0".repeat(64)] {
@@ -205,7 +166,7 @@ async fn a_wrong_or_missing_token_gets_401() {
 
 #[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let c = s.client().await;
     // (method, path, body, status, what the message must name)
     type Case<'a> = (&'a str, &'a str, &'a [u8], u16, Option<&'a str>);
@@ -267,7 +228,7 @@ pub(crate) fn relay_envelope() -> Envelope {
 
 #[tokio::test]
 async fn the_queue_is_listed_and_shown() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let c = s.client().await;
     let api = c.clone();
     assert!(blocking(move || api.queue()).await.unwrap().is_empty());
@@ -299,7 +260,7 @@ async fn the_queue_is_listed_and_shown() {
 
 #[tokio::test]
 async fn the_token_is_private_and_removed_at_shutdown() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let files = Files::new(s.dir.path());
     let mode = std::fs::metadata(&files.token).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "mode {mode:o}");
@@ -316,7 +277,7 @@ async fn the_token_is_private_and_removed_at_shutdown() {
 
 #[tokio::test]
 async fn each_start_makes_a_new_token_and_a_disabled_api_removes_stale_files() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let first = std::fs::read_to_string(s.dir.path().join("admin.token")).unwrap();
     let dir = s.stop().await;
     // A crash leaves the files behind.
@@ -336,7 +297,7 @@ async fn each_start_makes_a_new_token_and_a_disabled_api_removes_stale_files() {
 
 #[tokio::test]
 async fn malformed_and_oversized_requests_are_answered_and_the_daemon_carries_on() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let token = std::fs::read_to_string(s.dir.path().join("admin.token")).unwrap();
     let mut huge_head = format!("GET /users HTTP/1.1\r\nAuthorization: Bearer {token}\r\nX: ").into_bytes();
     huge_head.extend(std::iter::repeat_n(b'a', 17 * 1024));
@@ -360,7 +321,7 @@ async fn malformed_and_oversized_requests_are_answered_and_the_daemon_carries_on
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_sends_nothing_gets_408_after_ten_seconds() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let started = tokio::time::Instant::now();
     let mut stream = TcpStream::connect(s.admin).await.unwrap();
     let mut answer = Vec::new();
@@ -373,7 +334,7 @@ async fn a_client_that_sends_nothing_gets_408_after_ten_seconds() {
 
 #[tokio::test]
 async fn shutdown_does_not_wait_for_an_idle_admin_client() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let mut idle = TcpStream::connect(s.admin).await.unwrap();
     // Make sure the daemon has taken the connection before it is told to stop.
     let c = s.client().await;
@@ -387,7 +348,7 @@ async fn shutdown_does_not_wait_for_an_idle_admin_client() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_get_503() {
-    let s = start().await;
+    let s = start(|_| {}).await;
     let mut idle = Vec::new();
     for _ in 0..super::server::MAX_CONNECTIONS {
         idle.push(TcpStream::connect(s.admin).await.unwrap());

@@ -120,7 +120,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::admin::tests::{blocking, relay_envelope, start, start_with};
+    use crate::admin::tests::{blocking, relay_envelope};
+    use crate::testutil::start;
     use crate::cli::queue::{self, QueueCommand};
     use crate::cli::user::{self, UserCommand};
 
@@ -167,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_print_the_same_through_the_api_and_the_store() {
-        let s = start().await;
+        let s = start(|_| {}).await;
         let id = s.store.accept(relay_envelope(), b"Subject: q\r\n\r\nx\r\n".to_vec()).await.unwrap();
         s.store.record(id, Some("far@remote.example"), "queued for relay").unwrap();
         let gone = s.store.next_id().unwrap();
@@ -204,7 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_daemon_without_its_api_is_named_as_the_holder() {
-        let s = start_with(|c| c.admin.listen = vec![]).await;
+        let s = start(|c| c.admin.listen = vec![]).await;
         let config = Config { data_dir: s.dir.path().to_path_buf(), ..Config::default() };
         let err = blocking(move || Backend::open(&config).map(drop)).await.unwrap_err();
         assert!(format!("{err:#}").contains("held by a running `sipmta serve` whose admin API is not reachable"), "{err:#}");

@@ -7,49 +7,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
 use super::*;
-use crate::config::{ByteSize, Span};
-
-struct Running {
-    dir: tempfile::TempDir,
-    smtp: SocketAddr,
-    store: Store,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<Result<()>>,
-}
-
-async fn start(adjust: impl FnOnce(&mut Config)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    start_in(dir, adjust).await
-}
-
-async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Running {
-    let mut config = Config { data_dir: dir.path().to_path_buf(), hostname: "mx.test".into(), ..Config::default() };
-    config.smtp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.submission.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    // The default admin port is fixed; tests run in parallel.
-    config.admin.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.spool.min_free_space = ByteSize(0);
-    adjust(&mut config);
-    let server = Server::start(config).await.unwrap();
-    let smtp = server.local_addrs().into_iter().find(|(k, _)| *k == Kind::Smtp).unwrap().1;
-    let store = server.store();
-    let (tx, rx) = oneshot::channel();
-    let done = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Running { dir, smtp, store, stop: Some(tx), done }
-}
-
-impl Running {
-    async fn stop(mut self) -> tempfile::TempDir {
-        self.stop.take().unwrap().send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(30), self.done).await.unwrap().unwrap().unwrap();
-        self.dir
-    }
-}
+use crate::config::Span;
+use crate::testutil::{Running, eventually, start, start_in};
 
 struct Tcp {
     io: BufReader<TcpStream>,
@@ -79,17 +40,6 @@ impl Tcp {
         self.io.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
         self.reply().await
     }
-}
-
-/// Poll a condition (a file appearing, a count changing) for up to 10 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn maildir_files(root: &Path, mailbox: &str) -> Vec<std::path::PathBuf> {
@@ -183,7 +133,7 @@ async fn shutdown_finishes_open_transactions_and_refuses_newcomers() {
     assert_eq!(busy.cmd("MAIL FROM:<a@example.org>").await, "250 2.1.0 Ok");
     let mut idle = Tcp::connect(s.smtp).await;
     idle.reply().await;
-    let Running { dir, smtp, store, mut stop, done } = s;
+    let Running { dir, smtp, store, mut stop, done, .. } = s;
     stop.take().unwrap().send(()).unwrap();
     assert_eq!(idle.reply().await, "421 4.3.2 mx.test Service shutting down, try again later");
     let mut late = Tcp::connect(smtp).await;
