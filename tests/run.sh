@@ -4,7 +4,7 @@
 # 1. Installs the Debian packages the black-box tests talk to, when they are missing
 #    (swaks as the SMTP client; unshare/ip for the private network namespace in which the
 #    README's `sipmta serve` is tested on its fixed default ports).
-# 2. Lints with clippy (warnings are errors).
+# 2. Checks formatting (rustfmt.toml) and lints with clippy (warnings are errors).
 # 3. Runs every test level: unit and parser tests, session transcripts, in-process socket
 #    tests, and black-box tests of the built daemon (tests/tests/daemon).
 set -euo pipefail
@@ -22,6 +22,7 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
+cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --locked -p sipmta
 cargo test --workspace --locked

@@ -2,12 +2,12 @@
 //! in-process. The binary in `main.rs` only parses the command line and calls in here.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod deliver;
-pub mod smtp;
-pub mod server;
-pub mod cli;
 pub mod logging;
+pub mod server;
+pub mod smtp;
 
 #[cfg(test)]
 pub(crate) mod testutil;

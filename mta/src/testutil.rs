@@ -39,7 +39,8 @@ pub(crate) async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Co
     config.spool.min_free_space = ByteSize(0);
     adjust(&mut config);
     let server = Server::start(config).await.unwrap();
-    let addr = |kind| server.local_addrs().into_iter().find(|(k, _)| *k == kind).map(|(_, a)| a).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let addr =
+        |kind| server.local_addrs().into_iter().find(|(k, _)| *k == kind).map(|(_, a)| a).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     let (smtp, submission) = (addr(Kind::Smtp), addr(Kind::Submission));
     let admin = server.admin_addrs().first().copied().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     let store = server.store();

@@ -76,15 +76,11 @@ impl Store {
     /// Open (or create) the store under `dir` (the database lives in `dir/db`) and repair what a
     /// crash may have left: messages whose envelope was never written are removed.
     pub fn open(dir: &Path) -> Result<(Store, Recovery)> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            context: format!("creating data directory {}", dir.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::Io { context: format!("creating data directory {}", dir.display()), source })?;
         let db_path = dir.join("db");
         let db = sled::Config::new().path(&db_path).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked(db_path.clone())
-            }
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => StoreError::Locked(db_path.clone()),
             other => StoreError::Db(other),
         })?;
         let store = Store {
@@ -230,11 +226,7 @@ impl Store {
             .values()
             .map(|v| {
                 let v = v?;
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                    tree: HISTORY,
-                    key: id.to_string(),
-                    reason: e.to_string(),
-                })
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { tree: HISTORY, key: id.to_string(), reason: e.to_string() })
             })
             .collect()
     }
@@ -265,10 +257,8 @@ impl Store {
 
     /// Octets available to unprivileged writers on the data directory's filesystem.
     pub fn free_space(&self) -> Result<u64> {
-        disk::available(&self.inner.dir).map_err(|source| StoreError::Io {
-            context: format!("checking free space on {}", self.inner.dir.display()),
-            source,
-        })
+        disk::available(&self.inner.dir)
+            .map_err(|source| StoreError::Io { context: format!("checking free space on {}", self.inner.dir.display()), source })
     }
 
     // ---- users -------------------------------------------------------------------------
@@ -307,11 +297,7 @@ impl Store {
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>> {
         let key = normalise_name(name)?;
         match self.inner.users.get(key.as_bytes())? {
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
-                tree: USERS,
-                key,
-                reason: e.to_string(),
-            }),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt { tree: USERS, key, reason: e.to_string() }),
             None => Ok(None),
         }
     }

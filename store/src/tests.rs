@@ -111,9 +111,7 @@ async fn concurrent_accepts_share_commits_and_all_land() {
         let tasks: Vec<_> = (0..64)
             .map(|i| {
                 let store = store.clone();
-                tokio::spawn(async move {
-                    store.accept(envelope(&["x@localhost"]), format!("message {i}").into_bytes()).await.unwrap()
-                })
+                tokio::spawn(async move { store.accept(envelope(&["x@localhost"]), format!("message {i}").into_bytes()).await.unwrap() })
             })
             .collect();
         let mut ids = Vec::new();

@@ -22,8 +22,7 @@ pub const DEFAULT_ITERATIONS: u32 = 100_000;
 const SALT_LEN: usize = 16;
 /// A well-formed hash of no password anyone knows, checked for unknown users so a failed login
 /// costs the same whether the user exists or not.
-pub(crate) const DUMMY_HASH: &str =
-    "$pbkdf2-sha256$i=100000$c2lwbXRhLWR1bW15LXNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+pub(crate) const DUMMY_HASH: &str = "$pbkdf2-sha256$i=100000$c2lwbXRhLWR1bW15LXNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const HASH_LEN: usize = digest::SHA256_OUTPUT_LEN;
 
 /// A stored user record.
@@ -56,9 +55,7 @@ pub fn normalise_name(name: &str) -> Result<String, StoreError> {
 /// Hash a password with a fresh random salt.
 pub fn hash_password(password: &str) -> Result<String, StoreError> {
     let mut salt = [0u8; SALT_LEN];
-    SystemRandom::new()
-        .fill(&mut salt)
-        .map_err(|_| StoreError::Task("the system random source failed".into()))?;
+    SystemRandom::new().fill(&mut salt).map_err(|_| StoreError::Task("the system random source failed".into()))?;
     Ok(hash_with(password, &salt, DEFAULT_ITERATIONS))
 }
 

@@ -170,6 +170,7 @@ impl Client {
 
     fn json<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&impl Serialize>) -> Result<T, ClientError> {
         let response = self.call(method, path, body)?;
-        serde_json::from_slice(&response.body).map_err(|e| ClientError::Protocol { addr: self.addr, detail: format!("unexpected answer to {method} {path}: {e}") })
+        serde_json::from_slice(&response.body)
+            .map_err(|e| ClientError::Protocol { addr: self.addr, detail: format!("unexpected answer to {method} {path}: {e}") })
     }
 }

@@ -406,7 +406,12 @@ mod tests {
 
     #[test]
     fn bad_header_lines_are_refused() {
-        for bad in [&b"GET / HTTP/1.1\r\nNoColon\r\n\r\n"[..], b"GET / HTTP/1.1\r\nName : v\r\n\r\n", b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", b"GET / HTTP/1.1\r\n: v\r\n\r\n"] {
+        for bad in [
+            &b"GET / HTTP/1.1\r\nNoColon\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nName : v\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: v\r\n\r\n",
+        ] {
             assert_eq!(parse_request(bad), Err(HttpError::BadHeader), "{:?}", String::from_utf8_lossy(bad));
         }
     }

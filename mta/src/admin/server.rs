@@ -128,7 +128,13 @@ struct Shared {
     token: Token,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>, refusals: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -346,7 +352,9 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
         ("DELETE", Route::User(name)) => remove_user(store, name.clone()).await,
         ("GET", Route::Queue) => list_queue(store).await,
         ("GET", Route::Message(id)) => show_message(store, id).await,
-        (method, route) => return Reply::error(405, format!("{method} is not allowed here; use {}", route.allow())).with("Allow", route.allow()),
+        (method, route) => {
+            return Reply::error(405, format!("{method} is not allowed here; use {}", route.allow())).with("Allow", route.allow());
+        }
     };
     reply.unwrap_or_else(|e| e)
 }

@@ -25,7 +25,6 @@ impl Running {
         let dir = self.dir.path().to_path_buf();
         blocking(move || Client::discover(&dir)).await.unwrap().expect("a running daemon")
     }
-
 }
 
 /// Run the synchronous client off the runtime the server runs on.
@@ -196,7 +195,15 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
             assert!(error.error.contains(allow), "{method} {path}: {}", error.error);
         }
     }
-    let answer = raw(s.admin, format!("DELETE /users HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n", std::fs::read_to_string(s.dir.path().join("admin.token")).unwrap()).as_bytes()).await;
+    let answer = raw(
+        s.admin,
+        format!(
+            "DELETE /users HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n",
+            std::fs::read_to_string(s.dir.path().join("admin.token")).unwrap()
+        )
+        .as_bytes(),
+    )
+    .await;
     assert!(answer.contains("\r\nAllow: GET, POST\r\n"), "{answer}");
     s.stop().await;
 }
@@ -303,7 +310,8 @@ async fn malformed_and_oversized_requests_are_answered_and_the_daemon_carries_on
     huge_head.extend(std::iter::repeat_n(b'a', 17 * 1024));
     huge_head.extend_from_slice(b"\r\n\r\n");
     assert_eq!(status(&raw(s.admin, &huge_head).await), "431");
-    let mut big_body = format!("POST /users HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", 70 * 1024).into_bytes();
+    let mut big_body =
+        format!("POST /users HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", 70 * 1024).into_bytes();
     big_body.extend(std::iter::repeat_n(b'x', 70 * 1024));
     let answer = raw(s.admin, &big_body).await;
     assert_eq!(status(&answer), "413", "{answer}");

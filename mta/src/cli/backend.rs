@@ -23,7 +23,8 @@ pub enum Backend {
 impl Backend {
     /// The API when the daemon publishes one that accepts a connection, else the store.
     pub fn open(config: &Config) -> Result<Backend> {
-        let found = Client::discover(&config.data_dir).with_context(|| format!("looking for a running daemon's admin API in {}", config.data_dir.display()))?;
+        let found = Client::discover(&config.data_dir)
+            .with_context(|| format!("looking for a running daemon's admin API in {}", config.data_dir.display()))?;
         match found {
             Some(client) => Ok(Backend::Api(client)),
             None => open_store(config).map(Backend::Store),
@@ -121,9 +122,9 @@ mod tests {
 
     use super::*;
     use crate::admin::tests::{blocking, relay_envelope};
-    use crate::testutil::start;
     use crate::cli::queue::{self, QueueCommand};
     use crate::cli::user::{self, UserCommand};
+    use crate::testutil::start;
 
     enum Cmd {
         User(UserCommand),

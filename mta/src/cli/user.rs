@@ -45,7 +45,12 @@ pub fn run(config: Option<&Path>, cmd: UserCommand) -> Result<()> {
 }
 
 /// Carry out `cmd`, asking `password` for passwords and printing to `out`.
-pub(super) fn execute(backend: &Backend, cmd: UserCommand, password: &mut dyn FnMut() -> Result<String>, out: &mut dyn Write) -> Result<()> {
+pub(super) fn execute(
+    backend: &Backend,
+    cmd: UserCommand,
+    password: &mut dyn FnMut() -> Result<String>,
+    out: &mut dyn Write,
+) -> Result<()> {
     match cmd {
         UserCommand::Add { name } => {
             // Check the name before asking for a password that would be thrown away.

@@ -127,10 +127,7 @@ fn blank(text: &mut String, span: std::ops::Range<usize>) -> bool {
         end = pos;
     }
     // Spaces byte for byte, so offsets after this point do not move.
-    let blanked: String = text[start..end]
-        .chars()
-        .map(|c| if c == '\n' { "\n".to_owned() } else { " ".repeat(c.len_utf8()) })
-        .collect();
+    let blanked: String = text[start..end].chars().map(|c| if c == '\n' { "\n".to_owned() } else { " ".repeat(c.len_utf8()) }).collect();
     if text[start..end].trim().is_empty() {
         return false;
     }

@@ -232,8 +232,7 @@ impl Config {
             let errors = config.validate();
             return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors::plain(errors)) };
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors::plain(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors::plain(vec![format!("cannot read {}: {e}", path.display())]))?;
         Config::from_toml(&text).map_err(|e| e.in_file(path))
     }
 

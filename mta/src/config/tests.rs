@@ -134,7 +134,6 @@ fn the_deploy_example_parses_and_sets_every_section() {
     }
 }
 
-
 #[test]
 fn a_non_loopback_admin_address_is_refused() {
     let err = Config::from_toml("[admin]\nlisten = [\"0.0.0.0:8025\", \"127.0.0.1:8026\", \"[2001:db8::1]:8025\"]\n").unwrap_err();

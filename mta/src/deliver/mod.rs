@@ -76,7 +76,11 @@ fn pending_local(store: &Store) -> Vec<QueueId> {
     store
         .queue()
         .filter_map(|env| match env {
-            Ok(env) => env.recipients.iter().any(|r| r.route == Route::Local && matches!(r.state, RcptState::Queued | RcptState::Deferred)).then_some(env.id),
+            Ok(env) => env
+                .recipients
+                .iter()
+                .any(|r| r.route == Route::Local && matches!(r.state, RcptState::Queued | RcptState::Deferred))
+                .then_some(env.id),
             Err(e) => {
                 error!(error = %e, "unreadable queue entry skipped");
                 None
@@ -106,7 +110,8 @@ pub async fn deliver_message(config: &Config, store: &Store, id: QueueId) {
         if rcpt.route != Route::Local || !matches!(rcpt.state, RcptState::Queued | RcptState::Deferred) {
             continue;
         }
-        let (root, address, sender, msg, host) = (root.clone(), rcpt.address.clone(), env.sender.clone(), message.clone(), config.hostname.clone());
+        let (root, address, sender, msg, host) =
+            (root.clone(), rcpt.address.clone(), env.sender.clone(), message.clone(), config.hostname.clone());
         let result = tokio::task::spawn_blocking(move || maildir::deliver(&root, &address, &sender, &msg, &host)).await;
         rcpt.attempts += 1;
         rcpt.updated = now();

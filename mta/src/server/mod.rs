@@ -43,11 +43,14 @@ impl Server {
     /// log. Fails (naming the culprit) if the store is in use or an address cannot be bound.
     pub async fn start(config: Config) -> Result<Server> {
         let config = Arc::new(config);
-        let (store, recovery) = Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        let (store, recovery) =
+            Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
         info!(data_dir = %config.data_dir.display(), queued = recovery.queued, orphans_removed = recovery.orphans_removed, "store open");
         let tls = tls::acceptor(&config).context("setting up TLS")?;
         let mut listeners = Vec::new();
-        for (kind, listener) in [(Kind::Smtp, &config.smtp), (Kind::Submission, &config.submission), (Kind::Submissions, &config.submissions)] {
+        for (kind, listener) in
+            [(Kind::Smtp, &config.smtp), (Kind::Submission, &config.submission), (Kind::Submissions, &config.submissions)]
+        {
             for addr in &listener.listen {
                 let bound = TcpListener::bind(addr).await.with_context(|| format!("binding {} listener {addr}", kind.name()))?;
                 let local = bound.local_addr()?;
@@ -157,7 +160,14 @@ impl Drop for ClientSlot {
     }
 }
 
-async fn accept_loop(kind: Kind, listener: TcpListener, ctx: Arc<Ctx>, sessions: Arc<Semaphore>, per_client: Arc<PerClient>, mut hard_stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    kind: Kind,
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    sessions: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+    mut hard_stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {

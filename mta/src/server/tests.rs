@@ -43,7 +43,9 @@ impl Tcp {
 }
 
 fn maildir_files(root: &Path, mailbox: &str) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(root.join("maildir").join(mailbox).join("new")).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
+    std::fs::read_dir(root.join("maildir").join(mailbox).join("new"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test]

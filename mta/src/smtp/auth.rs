@@ -122,11 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match self.conn.read_auth_line(max).await {
             Ok(Input::Line(line)) => {
                 let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned();
-                if text == "*" {
-                    Err(Exchange::Refused(Reply::new(501, "5.0.0", "Authentication cancelled")))
-                } else {
-                    Ok(text)
-                }
+                if text == "*" { Err(Exchange::Refused(Reply::new(501, "5.0.0", "Authentication cancelled"))) } else { Ok(text) }
             }
             Ok(Input::TooLong) => Err(Exchange::Refused(Reply::new(500, "5.5.6", "Authentication exchange line is too long"))),
             Ok(Input::Timeout) => {

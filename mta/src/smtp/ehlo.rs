@@ -55,8 +55,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 /// A client-supplied name made safe to print in replies and headers: printable ASCII without
 /// characters that would end a comment or a header, at most 255 octets.
 pub fn sanitise_helo(host: &str) -> String {
-    host.chars()
-        .take(255)
-        .map(|c| if c.is_ascii_alphanumeric() || ".-_:[]".contains(c) { c } else { '?' })
-        .collect()
+    host.chars().take(255).map(|c| if c.is_ascii_alphanumeric() || ".-_:[]".contains(c) { c } else { '?' }).collect()
 }

@@ -1,11 +1,11 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with the ESMTP parameters we announce: SIZE (RFC 1870),
 //! BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET and ENVID (RFC 3461), AUTH (RFC 4954 §5).
 
-use smtp_proto::{
-    MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_BY_NOTIFY, MAIL_BY_RETURN, MAIL_BY_TRACE, MAIL_CONPERM, MAIL_REQUIRETLS,
-    MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom,
-};
 use sipmta_store::{Body, Ret};
+use smtp_proto::{
+    MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_BY_NOTIFY, MAIL_BY_RETURN, MAIL_BY_TRACE, MAIL_CONPERM, MAIL_REQUIRETLS, MAIL_RET_FULL,
+    MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 

@@ -138,10 +138,7 @@ fn count_received(message: &[u8]) -> usize {
         Some(end) => &message[..end + 2],
         None => message,
     };
-    headers
-        .split(|&b| b == b'\n')
-        .filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"))
-        .count()
+    headers.split(|&b| b == b'\n').filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:")).count()
 }
 
 /// Our trace header (RFC 5321 §4.4), with the protocol keyword of RFC 3848 / RFC 6531.

@@ -6,9 +6,12 @@
 //! (RFC 5321 Appendix C), and local parts that other MTAs read as routes (`%`, `!`, a quoted
 //! `@`) are refused for local domains, so no address form turns us into an open relay.
 
-use smtp_proto::{RCPT_CONNEG, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RCPT_RRVS_CONTINUE, RCPT_RRVS_REJECT, RcptTo};
 use sipmta_rules::Route;
 use sipmta_store::{Notify, RcptState, Recipient};
+use smtp_proto::{
+    RCPT_CONNEG, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RCPT_RRVS_CONTINUE, RCPT_RRVS_REJECT,
+    RcptTo,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
@@ -188,7 +191,10 @@ mod tests {
 
     #[test]
     fn unqualified_postmaster_is_qualified() {
-        assert_eq!(qualify_postmaster(b"RCPT TO:<Postmaster>\r\n", "localhost").as_deref(), Some(&b"RCPT TO:<postmaster@localhost>\r\n"[..]));
+        assert_eq!(
+            qualify_postmaster(b"RCPT TO:<Postmaster>\r\n", "localhost").as_deref(),
+            Some(&b"RCPT TO:<postmaster@localhost>\r\n"[..])
+        );
         assert_eq!(
             qualify_postmaster(b"rcpt to: <POSTMASTER> NOTIFY=NEVER\r\n", "x.test").as_deref(),
             Some(&b"rcpt to: <postmaster@x.test> NOTIFY=NEVER\r\n"[..])

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use smtp_proto::{Error as ParseError, Request};
 use sipmta_store::{Body, Recipient, Ret};
+use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -155,7 +155,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     info!("idle timeout");
                     self.close_with(Reply::new(421, "4.4.2", format!("{} Idle timeout, closing connection", self.ctx.config.hostname)))
                 }
-                Input::Shutdown => self.close_with(Reply::new(421, "4.3.2", format!("{} Service shutting down, try again later", self.ctx.config.hostname))),
+                Input::Shutdown => self.close_with(Reply::new(
+                    421,
+                    "4.3.2",
+                    format!("{} Service shutting down, try again later", self.ctx.config.hostname),
+                )),
             };
             match next {
                 Next::Continue => {}
@@ -187,7 +191,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.st.errors += 1;
             if self.st.errors >= self.ctx.config.limits.max_errors {
                 warn!(errors = self.st.errors, "too many errors, closing");
-                return self.close_with(Reply::new(421, "4.7.0", format!("{} Too many errors, closing connection", self.ctx.config.hostname)));
+                return self.close_with(Reply::new(
+                    421,
+                    "4.7.0",
+                    format!("{} Too many errors, closing connection", self.ctx.config.hostname),
+                ));
             }
         }
         Next::Continue
@@ -236,11 +244,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Request::Help { .. } => self.answer(self.help()),
             Request::Expn { .. } => self.answer(Reply::new(502, "5.5.1", "EXPN not available")),
-            Request::Lhlo { .. }
-            | Request::Bdat { .. }
-            | Request::Etrn { .. }
-            | Request::Atrn { .. }
-            | Request::Burl { .. } => self.answer(Reply::new(502, "5.5.1", "Command not implemented")),
+            Request::Lhlo { .. } | Request::Bdat { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.answer(Reply::new(502, "5.5.1", "Command not implemented"))
+            }
         }
     }
 }

@@ -78,11 +78,39 @@ fn users_are_managed_while_the_daemon_runs() {
     assert!(out.status.success(), "{}", transcript(&out));
     let list = cli(&d.config, &["user", "list"], "");
     assert_eq!(String::from_utf8_lossy(&list.stdout), "alice@localhost\nbob@localhost\n");
-    let out = swaks(d.submission, &["--to", "friend@remote.example", "--from", "bob@localhost", "--auth", "PLAIN", "--auth-user", "bob@localhost", "--auth-password", "bobs secret"]);
+    let out = swaks(
+        d.submission,
+        &[
+            "--to",
+            "friend@remote.example",
+            "--from",
+            "bob@localhost",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "bob@localhost",
+            "--auth-password",
+            "bobs secret",
+        ],
+    );
     assert!(out.status.success(), "{}", transcript(&out));
     let out = cli(&d.config, &["user", "rm", "bob@localhost"], "");
     assert!(out.status.success(), "{}", transcript(&out));
-    let out = swaks(d.submission, &["--to", "friend@remote.example", "--from", "bob@localhost", "--auth", "PLAIN", "--auth-user", "bob@localhost", "--auth-password", "bobs secret"]);
+    let out = swaks(
+        d.submission,
+        &[
+            "--to",
+            "friend@remote.example",
+            "--from",
+            "bob@localhost",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "bob@localhost",
+            "--auth-password",
+            "bobs secret",
+        ],
+    );
     assert!(transcript(&out).contains("535 5.7.8"), "a removed user can no longer log in:\n{}", transcript(&out));
     let queue = cli(&d.config, &["queue", "list"], "");
     assert!(String::from_utf8_lossy(&queue.stdout).contains("friend@remote.example"), "{}", transcript(&queue));

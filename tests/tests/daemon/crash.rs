@@ -43,6 +43,10 @@ fn messages_survive_sigkill_right_after_250() {
     for id in &ids {
         let show = cli(&config, &["queue", "show", id], "");
         let text = String::from_utf8_lossy(&show.stdout);
-        assert!(show.status.success() && text.contains("far@remote.example") && text.contains("\"state\": \"queued\""), "{id}: {}", transcript(&show));
+        assert!(
+            show.status.success() && text.contains("far@remote.example") && text.contains("\"state\": \"queued\""),
+            "{id}: {}",
+            transcript(&show)
+        );
     }
 }

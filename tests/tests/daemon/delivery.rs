@@ -6,7 +6,16 @@ use crate::support::*;
 #[test]
 fn swaks_mail_to_postmaster_lands_in_maildir() {
     let d = Daemon::start("", "");
-    let out = d.swaks(&["--to", "postmaster@localhost", "--from", "sender@example.org", "--h-Subject", "hello maildir", "--body", "first line\nsecond line"]);
+    let out = d.swaks(&[
+        "--to",
+        "postmaster@localhost",
+        "--from",
+        "sender@example.org",
+        "--h-Subject",
+        "hello maildir",
+        "--body",
+        "first line\nsecond line",
+    ]);
     let t = transcript(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("<-  250 2.0.0 Ok: queued as "), "{t}");
@@ -35,7 +44,16 @@ fn pipelined_submission_with_swaks() {
 fn eight_bit_bodies_arrive_intact() {
     let d = Daemon::start("", "");
     let body = "Grüße aus Köln — 東京の事務所より";
-    let out = d.swaks(&["--to", "postmaster@localhost", "--from", "sender@example.org", "--h-Content-Type", "text/plain; charset=utf-8", "--body", body]);
+    let out = d.swaks(&[
+        "--to",
+        "postmaster@localhost",
+        "--from",
+        "sender@example.org",
+        "--h-Content-Type",
+        "text/plain; charset=utf-8",
+        "--body",
+        body,
+    ]);
     assert!(out.status.success(), "{}", transcript(&out));
     let mail = &d.wait_mailbox("localhost/postmaster", 1)[0];
     assert!(mail.contains(body), "{mail}");

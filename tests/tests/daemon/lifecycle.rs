@@ -12,7 +12,11 @@ fn sigterm_exits_cleanly() {
     assert!(log_before.contains("smtp listener on 127.0.0.1:") && log_before.contains("submission listener on 127.0.0.1:"), "{log_before}");
     let (code, dir, _) = d.stop();
     assert_eq!(code, 0);
-    let log = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).find(|e| e.file_name().to_string_lossy().starts_with("serve-")).unwrap();
+    let log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+        .unwrap();
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert!(text.contains("shutting down") && text.contains("stopped"), "{text}");
 }

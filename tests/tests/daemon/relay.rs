@@ -17,7 +17,12 @@ fn relay_without_authentication_is_refused() {
 #[test]
 fn relay_tricks_are_refused() {
     let d = Daemon::start("", "");
-    for rcpt in ["user%remote.example@localhost", "remote.example!user@localhost", "@localhost:user@remote.example", "\"user@remote.example\"@localhost"] {
+    for rcpt in [
+        "user%remote.example@localhost",
+        "remote.example!user@localhost",
+        "@localhost:user@remote.example",
+        "\"user@remote.example\"@localhost",
+    ] {
         let out = d.swaks(&["--to", rcpt, "--from", "sender@example.org", "--quit-after", "RCPT"]);
         let t = transcript(&out);
         assert!(t.contains("<** 5"), "{rcpt} was not refused:\n{t}");
@@ -34,5 +39,9 @@ fn trusted_networks_relay_and_the_message_waits_for_the_relay_queue() {
     let (_, _dir, config) = d.stop();
     let show = cli(&config, &["queue", "show", &id], "");
     let text = String::from_utf8_lossy(&show.stdout);
-    assert!(show.status.success() && text.contains("\"route\": \"relay\"") && text.contains("\"state\": \"queued\""), "{}", transcript(&show));
+    assert!(
+        show.status.success() && text.contains("\"route\": \"relay\"") && text.contains("\"state\": \"queued\""),
+        "{}",
+        transcript(&show)
+    );
 }

@@ -17,12 +17,16 @@ fn no_smuggling_payload_splits_a_message() {
         ("CRLF NUL.CRLF", b"\r\n\x00.\r\n"),
     ];
     for (name, form) in forms {
-        let mut data = format!("From: sender@example.org\r\nTo: postmaster@localhost\r\nSubject: smuggle {name}\r\n\r\nbefore").into_bytes();
+        let mut data =
+            format!("From: sender@example.org\r\nTo: postmaster@localhost\r\nSubject: smuggle {name}\r\n\r\nbefore").into_bytes();
         data.extend_from_slice(form);
-        data.extend_from_slice(b"MAIL FROM:<admin@localhost>\r\nRCPT TO:<victim@localhost>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n");
+        data.extend_from_slice(
+            b"MAIL FROM:<admin@localhost>\r\nRCPT TO:<victim@localhost>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n",
+        );
         let file = d.dir.path().join("payload.eml");
         std::fs::write(&file, &data).unwrap();
-        let out = d.swaks(&["--to", "postmaster@localhost", "--from", "sender@example.org", "--no-data-fixup", "--data", file.to_str().unwrap()]);
+        let out =
+            d.swaks(&["--to", "postmaster@localhost", "--from", "sender@example.org", "--no-data-fixup", "--data", file.to_str().unwrap()]);
         let t = transcript(&out);
         assert_eq!(t.matches("queued as").count(), 1, "{name}: exactly one message accepted:\n{t}");
     }

@@ -38,8 +38,14 @@ async fn submission_requires_auth_and_offers_it_on_loopback() {
     let ehlo = c.hello().await;
     assert!(ehlo.contains("250-AUTH PLAIN LOGIN"), "{ehlo}");
     assert_eq!(c.cmd("MAIL FROM:<alice@localhost>").await, "530 5.7.0 Authentication required");
-    assert_eq!(c.cmd(&format!("AUTH PLAIN {}", plain("", "alice@localhost", "wrong"))).await, "535 5.7.8 Authentication credentials invalid");
-    assert_eq!(c.cmd(&format!("AUTH PLAIN {}", plain("", "nobody@localhost", "secret"))).await, "535 5.7.8 Authentication credentials invalid");
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("", "alice@localhost", "wrong"))).await,
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("", "nobody@localhost", "secret"))).await,
+        "535 5.7.8 Authentication credentials invalid"
+    );
     assert_eq!(c.cmd(&format!("AUTH PLAIN {}", plain("", "Alice@Localhost", "secret"))).await, "235 2.7.0 Authentication successful");
     assert_eq!(c.cmd(&format!("AUTH PLAIN {}", plain("", "alice@localhost", "secret"))).await, "503 5.5.1 Already authenticated");
     let r = c.send_mail("alice@localhost", &["friend@remote.example"], MESSAGE).await;

@@ -99,7 +99,8 @@ async fn smuggling_payloads_never_split_a_message() {
         c.cmd("DATA").await;
         let mut payload = b"Subject: smuggle\r\n\r\nfirst".to_vec();
         payload.extend_from_slice(form);
-        payload.extend_from_slice(b"MAIL FROM:<admin@localhost>\r\nRCPT TO:<victim@localhost>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n");
+        payload
+            .extend_from_slice(b"MAIL FROM:<admin@localhost>\r\nRCPT TO:<victim@localhost>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n");
         c.send(&payload).await;
         c.send(b".\r\nQUIT\r\n").await;
         let r = c.reply().await;

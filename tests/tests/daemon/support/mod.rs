@@ -251,7 +251,13 @@ pub fn cli(config: &Path, args: &[&str], stdin: &str) -> Output {
 /// Run swaks against `server` with a 10 s timeout; the transcript is in stdout.
 pub fn swaks(server: SocketAddr, args: &[&str]) -> Output {
     require("swaks");
-    Command::new("swaks").arg("--server").arg(server.to_string()).args(["--timeout", "10", "--helo", "client.test"]).args(args).output().unwrap()
+    Command::new("swaks")
+        .arg("--server")
+        .arg(server.to_string())
+        .args(["--timeout", "10", "--helo", "client.test"])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// The transcript of a swaks run, for assertions and failure messages.
