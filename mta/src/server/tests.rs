@@ -88,7 +88,10 @@ async fn remote_recipients_stay_queued_while_local_ones_are_delivered() {
     .await;
     let env = store.queue().next().unwrap().unwrap();
     assert_eq!(env.recipients[1].state, sipmta_store::RcptState::Queued, "relay recipients wait for the relay queue");
-    assert_eq!(store.history(env.id).unwrap().len(), 1);
+    let history = store.history(env.id).unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history[0].text.starts_with("received from client.test (127.0.0.1:"), "{history:?}");
+    assert!(history[1].text.starts_with("delivered to maildir "), "{history:?}");
     s.stop().await;
 }
 

@@ -97,6 +97,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match store.accept(envelope, message).await {
             Ok(id) => {
                 info!(queue_id = %id, from = %from, rcpts = rcpt_count, size, "message accepted");
+                let origin = format!(
+                    "received from {} ({}) on {}{}{} for {rcpt_count} recipient(s), {size} octets",
+                    sanitise_helo(self.st.helo.as_deref().unwrap_or("unknown")),
+                    self.st.peer,
+                    self.st.kind.name(),
+                    if self.st.tls.is_some() { " over TLS" } else { "" },
+                    self.st.auth_user.as_deref().map(|u| format!(" as {u}")).unwrap_or_default(),
+                );
+                if let Err(e) = store.record(id, None, origin) {
+                    debug!(queue_id = %id, error = %e, "cannot record history");
+                }
                 if self.ctx.accepted.send(id).is_err() {
                     debug!("no delivery worker is listening; the message waits in the spool");
                 }

@@ -281,7 +281,7 @@ where
                 warn!("implicit TLS listener without TLS configuration");
                 return;
             };
-            match acceptor.accept(stream).await {
+            match handshake(&acceptor, stream, &ctx).await {
                 Ok(tls) => {
                     let mut st = st;
                     st.tls = Some(describe_tls(tls.get_ref().1));
@@ -296,7 +296,7 @@ where
             Outcome::StartTls(stream, st) => {
                 let mut st = *st;
                 let Some(acceptor) = ctx.tls.clone() else { return };
-                match acceptor.accept(stream).await {
+                match handshake(&acceptor, stream, &ctx).await {
                     Ok(tls) => {
                         st.tls = Some(describe_tls(tls.get_ref().1));
                         debug!(tls = st.tls.as_deref(), "TLS established");
@@ -311,6 +311,19 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// The TLS handshake, bounded by the idle timeout: a client that asks for TLS and then says
+/// nothing must not hold a session slot.
+async fn handshake<S>(acceptor: &tokio_rustls::TlsAcceptor, stream: S, ctx: &Ctx) -> std::io::Result<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limit = ctx.config.limits.idle_timeout.0;
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+    }
 }
 
 fn describe_tls(conn: &rustls::ServerConnection) -> String {

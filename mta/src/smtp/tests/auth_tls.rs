@@ -149,3 +149,13 @@ async fn implicit_tls_greets_after_the_handshake() {
     let ehlo = t.cmd("EHLO client.example").await;
     assert!(ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"), "{ehlo}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_tls_handshake_times_out() {
+    let h = harness_with(|c| c.limits.idle_timeout = crate::config::Span(Duration::from_secs(5)));
+    let mut c = h.client(Kind::Smtp, REMOTE);
+    c.hello().await;
+    assert_eq!(c.cmd("STARTTLS").await, "220 2.0.0 Ready to start TLS");
+    // The client never starts the handshake; the server gives up and closes.
+    assert_eq!(c.line().await, "<eof>");
+}
