@@ -6,12 +6,36 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sipmta_store::Store;
-use tokio::sync::oneshot;
+use std::sync::Arc;
+
+use sipmta_store::{QueueId, Store};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{ByteSize, Config};
 use crate::server::Server;
-use crate::smtp::Kind;
+use crate::smtp::{Ctx, Kind};
+
+/// The shared context of SMTP sessions, without a server: for driving sessions over
+/// in-memory streams. Hostname `mx.test`, no disk-space floor, TLS with a self-signed pair.
+pub(crate) struct SessionCtx {
+    pub dir: tempfile::TempDir,
+    pub ctx: Arc<Ctx>,
+    pub accepted: mpsc::UnboundedReceiver<QueueId>,
+    pub shutdown: watch::Sender<bool>,
+}
+
+pub(crate) fn session_ctx(adjust: impl FnOnce(&mut Config)) -> SessionCtx {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config { data_dir: dir.path().to_path_buf(), hostname: "mx.test".into(), ..Config::default() };
+    config.spool.min_free_space = ByteSize(0);
+    adjust(&mut config);
+    let (store, _) = Store::open(&config.data_dir).unwrap();
+    let tls = Some(crate::server::tls::acceptor(&config).unwrap());
+    let (tx, accepted) = mpsc::unbounded_channel();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx });
+    SessionCtx { dir, ctx, accepted, shutdown }
+}
 
 /// A running daemon and what tests need to reach it.
 pub(crate) struct Running {

@@ -167,6 +167,63 @@ impl Store {
         self.commit().await
     }
 
+    /// Change a message's envelope atomically (compare-and-swap, retried on conflict) and make
+    /// the change durable. `change` may run more than once, so it must only compute from its
+    /// argument. Returns the new envelope, or `None` when the message is no longer queued.
+    ///
+    /// Every writer of envelopes goes through here (delivery workers, the queue manager, admin
+    /// commands), so concurrent changes to different recipients of one message never overwrite
+    /// each other.
+    pub async fn modify<F>(&self, id: QueueId, change: F) -> Result<Option<Envelope>>
+    where
+        F: FnMut(&mut Envelope) + Send + 'static,
+    {
+        let this = self.clone();
+        let result = blocking(move || this.modify_now(id, change)).await?;
+        self.commit().await?;
+        Ok(result)
+    }
+
+    fn modify_now<F: FnMut(&mut Envelope)>(&self, id: QueueId, mut change: F) -> Result<Option<Envelope>> {
+        loop {
+            let Some(old) = self.inner.envelopes.get(id.key())? else {
+                return Ok(None);
+            };
+            let mut env = decode(ENVELOPES, id, &old)?;
+            change(&mut env);
+            let new = encode(&env);
+            match self.inner.envelopes.compare_and_swap(id.key(), Some(&old), Some(new))? {
+                Ok(()) => return Ok(Some(env)),
+                Err(_) => continue, // someone else changed it meanwhile: redo on their version
+            }
+        }
+    }
+
+    /// Remove a message only if every recipient is finished, atomically with respect to
+    /// [`Store::modify`]; durable when it returns. Returns whether it was removed.
+    pub async fn remove_if_finished(&self, id: QueueId) -> Result<bool> {
+        let this = self.clone();
+        let removed = blocking(move || {
+            loop {
+                let Some(old) = this.inner.envelopes.get(id.key())? else {
+                    return Ok(false);
+                };
+                if !decode(ENVELOPES, id, &old)?.is_finished() {
+                    return Ok(false);
+                }
+                if this.inner.envelopes.compare_and_swap(id.key(), Some(&old), None as Option<&[u8]>)?.is_ok() {
+                    this.inner.messages.remove(id.key())?;
+                    return Ok(true);
+                }
+            }
+        })
+        .await?;
+        if removed {
+            self.commit().await?;
+        }
+        Ok(removed)
+    }
+
     /// Remove a finished message from the spool; durable when it returns. The envelope goes
     /// first so a crash in between leaves an orphan that [`Store::open`] cleans up, never an
     /// envelope without its message. History is kept.

@@ -16,19 +16,7 @@ fn envelope(rcpts: &[&str]) -> Envelope {
         smtputf8: false,
         size: 0,
         origin: Origin { listener: "smtp".into(), peer: "127.0.0.1:1".into(), helo: "client".into(), ..Origin::default() },
-        recipients: rcpts
-            .iter()
-            .map(|a| Recipient {
-                address: (*a).into(),
-                orcpt: None,
-                notify: None,
-                route: Route::Local,
-                state: RcptState::Queued,
-                attempts: 0,
-                last_reply: None,
-                updated: 0,
-            })
-            .collect(),
+        recipients: rcpts.iter().map(|a| Recipient::new(*a, Route::Local)).collect(),
     }
 }
 
@@ -186,4 +174,38 @@ async fn next_id_never_returns_a_spooled_id() {
         let id = store.next_id().unwrap();
         assert!(store.inner.envelopes.get(id.key()).unwrap().is_none(), "{id} is taken");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_modifications_of_one_envelope_are_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let rcpts: Vec<String> = (0..16).map(|i| format!("r{i}@localhost")).collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let id = store.accept(envelope(&refs), b"m".to_vec()).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.modify(id, move |env| env.recipients[i].state = RcptState::Delivered).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let env = store.envelope(id).unwrap().unwrap();
+    assert!(env.recipients.iter().all(|r| r.state == RcptState::Delivered), "every task's change survived");
+    assert!(store.remove_if_finished(id).await.unwrap());
+    assert!(store.message(id).unwrap().is_none());
+    assert!(store.modify(id, |_| {}).await.unwrap().is_none(), "a removed message cannot be modified");
+}
+
+#[tokio::test]
+async fn unfinished_messages_are_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let id = store.accept(envelope(&["a@localhost"]), b"m".to_vec()).await.unwrap();
+    assert!(!store.remove_if_finished(id).await.unwrap());
+    assert!(store.envelope(id).unwrap().is_some());
 }

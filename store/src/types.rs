@@ -171,6 +171,43 @@ pub struct Recipient {
     /// When `state` last changed (Unix seconds).
     #[serde(default)]
     pub updated: u64,
+    /// Earliest time of the next attempt (Unix seconds); 0 means "as soon as possible".
+    #[serde(default)]
+    pub next_attempt: u64,
+    /// A `delayed` DSN was sent (or was not wanted) for this recipient; it is sent once.
+    #[serde(default)]
+    pub delay_notified: bool,
+    /// The host that answered last (`mx.example.net`), for DSNs and `queue show`.
+    #[serde(default)]
+    pub remote_mta: Option<String>,
+    /// What a DSN that came back from further down the line said about this recipient.
+    #[serde(default)]
+    pub remote_dsn: Option<String>,
+}
+
+impl Recipient {
+    /// A new recipient waiting for its first attempt.
+    pub fn new(address: impl Into<String>, route: Route) -> Recipient {
+        Recipient {
+            address: address.into(),
+            orcpt: None,
+            notify: None,
+            route,
+            state: RcptState::Queued,
+            attempts: 0,
+            last_reply: None,
+            updated: now(),
+            next_attempt: 0,
+            delay_notified: false,
+            remote_mta: None,
+            remote_dsn: None,
+        }
+    }
+
+    /// Still needs an attempt (not finished, not on hold).
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, RcptState::Queued | RcptState::Deferred)
+    }
 }
 
 /// A spooled message's envelope: everything SMTP said about it, plus per-recipient state.

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use base64::Engine;
-use sipmta_store::{Envelope, QueueId, RcptState, Recipient};
+use sipmta_store::{Envelope, QueueId, Recipient};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -220,16 +220,7 @@ pub(crate) fn relay_envelope() -> Envelope {
         smtputf8: false,
         size: 0,
         origin: sipmta_store::Origin::default(),
-        recipients: vec![Recipient {
-            address: "far@remote.example".into(),
-            orcpt: None,
-            notify: None,
-            route: sipmta_rules::Route::Relay,
-            state: RcptState::Queued,
-            attempts: 0,
-            last_reply: None,
-            updated: 0,
-        }],
+        recipients: vec![Recipient { updated: 0, ..Recipient::new("far@remote.example", sipmta_rules::Route::Relay) }],
     }
 }
 

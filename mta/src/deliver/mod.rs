@@ -89,9 +89,12 @@ fn pending_local(store: &Store) -> Vec<QueueId> {
         .collect()
 }
 
-/// Deliver a message's local recipients and record the results.
+/// Deliver a message's local recipients and record each result as it happens.
+///
+/// Each recipient's new state is written with [`Store::modify`], so another worker changing
+/// other recipients of the same message (the relay queue, an admin command) loses nothing.
 pub async fn deliver_message(config: &Config, store: &Store, id: QueueId) {
-    let (mut env, message) = match (store.envelope(id), store.message(id)) {
+    let (env, message) = match (store.envelope(id), store.message(id)) {
         (Ok(Some(env)), Ok(Some(message))) => (env, message),
         (Ok(None), _) => return, // finished meanwhile
         (Err(e), _) | (_, Err(e)) => {
@@ -105,47 +108,49 @@ pub async fn deliver_message(config: &Config, store: &Store, id: QueueId) {
     };
     let root: PathBuf = config.data_dir.join("maildir");
     let message = Arc::new(message);
-    let mut changed = false;
-    for rcpt in env.recipients.iter_mut() {
-        if rcpt.route != Route::Local || !matches!(rcpt.state, RcptState::Queued | RcptState::Deferred) {
+    for (index, rcpt) in env.recipients.iter().enumerate() {
+        if rcpt.route != Route::Local || !rcpt.is_pending() {
             continue;
         }
         let (root, address, sender, msg, host) =
             (root.clone(), rcpt.address.clone(), env.sender.clone(), message.clone(), config.hostname.clone());
         let result = tokio::task::spawn_blocking(move || maildir::deliver(&root, &address, &sender, &msg, &host)).await;
-        rcpt.attempts += 1;
-        rcpt.updated = now();
-        changed = true;
-        let text = match result {
+        let (state, text) = match result {
             Ok(Ok(path)) => {
-                rcpt.state = RcptState::Delivered;
                 info!(queue_id = %id, rcpt = %rcpt.address, route = "local", result = "delivered", path = %path.display(), "delivery");
-                format!("delivered to maildir {}", path.display())
+                (RcptState::Delivered, format!("delivered to maildir {}", path.display()))
             }
             Ok(Err(e)) => {
-                rcpt.state = RcptState::Deferred;
                 warn!(queue_id = %id, rcpt = %rcpt.address, route = "local", result = "deferred", error = %e, "delivery");
-                format!("local delivery deferred: {e}")
+                (RcptState::Deferred, format!("local delivery deferred: {e}"))
             }
             Err(e) => {
-                rcpt.state = RcptState::Deferred;
                 error!(queue_id = %id, rcpt = %rcpt.address, error = %e, "delivery task failed");
-                format!("local delivery deferred: {e}")
+                (RcptState::Deferred, format!("local delivery deferred: {e}"))
             }
         };
+        let recorded = text.clone();
+        let saved = store
+            .modify(id, move |env| {
+                if let Some(r) = env.recipients.get_mut(index) {
+                    r.state = state;
+                    r.attempts += 1;
+                    r.updated = now();
+                    r.last_reply = Some(recorded.clone());
+                }
+            })
+            .await;
+        if let Err(e) = saved {
+            // The Maildir copy exists; the worst case is a second copy after a restart.
+            error!(queue_id = %id, error = %e, "cannot record delivery state");
+        }
         if let Err(e) = store.record(id, Some(&rcpt.address), &text) {
             warn!(queue_id = %id, error = %e, "cannot record history");
         }
-        rcpt.last_reply = Some(text);
     }
-    if !changed {
-        return;
-    }
-    let saved = if env.is_finished() { store.remove(id).await } else { store.update(&env).await };
-    if let Err(e) = saved {
-        // The Maildir copy exists; the worst case is a second copy after a restart.
-        error!(queue_id = %id, error = %e, "cannot record delivery state");
-    } else if env.is_finished() {
-        info!(queue_id = %id, "removed from spool: all recipients finished");
+    match store.remove_if_finished(id).await {
+        Ok(true) => info!(queue_id = %id, "removed from spool: all recipients finished"),
+        Ok(false) => {}
+        Err(e) => error!(queue_id = %id, error = %e, "cannot remove finished message"),
     }
 }

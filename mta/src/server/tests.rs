@@ -184,16 +184,7 @@ async fn a_message_spooled_before_a_crash_is_delivered_after_restart() {
             smtputf8: false,
             size: 0,
             origin: sipmta_store::Origin::default(),
-            recipients: vec![sipmta_store::Recipient {
-                address: "bob@localhost".into(),
-                orcpt: None,
-                notify: None,
-                route: sipmta_rules::Route::Local,
-                state: sipmta_store::RcptState::Queued,
-                attempts: 0,
-                last_reply: None,
-                updated: 0,
-            }],
+            recipients: vec![sipmta_store::Recipient::new("bob@localhost", sipmta_rules::Route::Local)],
         };
         store.accept(env, b"Subject: before the crash\r\n\r\nx\r\n".to_vec()).await.unwrap();
     }

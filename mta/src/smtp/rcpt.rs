@@ -7,7 +7,7 @@
 //! `@`) are refused for local domains, so no address form turns us into an open relay.
 
 use sipmta_rules::Route;
-use sipmta_store::{Notify, RcptState, Recipient};
+use sipmta_store::{Notify, Recipient};
 use smtp_proto::{
     RCPT_CONNEG, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RCPT_RRVS_CONTINUE, RCPT_RRVS_REJECT,
     RcptTo,
@@ -67,16 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         // A repeated recipient is accepted once (RFC 5321 §3.3 lets us; Postfix does the same).
         if !tx.recipients.iter().any(|r| r.address.eq_ignore_ascii_case(&address)) {
-            tx.recipients.push(Recipient {
-                address,
-                orcpt: to.orcpt.map(|o| format!("rfc822;{o}")),
-                notify,
-                route,
-                state: RcptState::Queued,
-                attempts: 0,
-                last_reply: None,
-                updated: sipmta_store::now(),
-            });
+            tx.recipients.push(Recipient { orcpt: to.orcpt.map(|o| format!("rfc822;{o}")), notify, ..Recipient::new(address, route) });
         }
         Reply::new(250, "2.1.5", "Ok")
     }

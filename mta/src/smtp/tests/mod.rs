@@ -33,15 +33,7 @@ pub(super) fn harness() -> Harness {
 }
 
 pub(super) fn harness_with(adjust: impl FnOnce(&mut Config)) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().to_path_buf(), hostname: "mx.test".into(), ..Config::default() };
-    config.spool.min_free_space = ByteSize(0);
-    adjust(&mut config);
-    let (store, _) = Store::open(&config.data_dir).unwrap();
-    let tls = Some(crate::server::tls::acceptor(&config).unwrap());
-    let (tx, accepted) = mpsc::unbounded_channel();
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx });
+    let crate::testutil::SessionCtx { dir, ctx, accepted, shutdown } = crate::testutil::session_ctx(adjust);
     Harness { _dir: dir, ctx, accepted, shutdown }
 }
 
