@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod logging;
+pub mod relay;
 pub mod server;
 pub mod smtp;
 

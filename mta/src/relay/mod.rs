@@ -1,0 +1,3 @@
+//! Relay: the queue manager and outbound SMTP delivery for mail that leaves by hop-by-hop relay.
+
+pub mod resolve;
