@@ -6,6 +6,7 @@
 //! `deploy/sipmta.toml` documents each field and is parsed by a test.
 
 mod load;
+mod relay;
 mod values;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::smtp::data::BareEndings;
 
 pub use load::ConfigErrors;
+pub use relay::{Relay, Smarthost, TlsPolicy, Transport};
 pub use values::{ByteSize, IpNet, Span};
 
 /// The whole configuration file.
@@ -50,6 +52,8 @@ pub struct Config {
     pub log: Log,
     /// The admin API the CLI uses while the daemon runs.
     pub admin: Admin,
+    /// How mail for other domains leaves: queue, MX, smarthosts, DSNs.
+    pub relay: Relay,
 }
 
 /// One kind of listener.
@@ -165,6 +169,7 @@ impl Default for Config {
             spool: Spool::default(),
             log: Log::default(),
             admin: Admin::default(),
+            relay: Relay::default(),
         }
     }
 }
@@ -310,6 +315,7 @@ impl Config {
         if l.max_errors == 0 {
             errors.push("limits.max_errors: must be at least 1".into());
         }
+        self.relay.validate(&mut errors);
         errors
     }
 
