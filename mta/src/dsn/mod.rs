@@ -22,6 +22,9 @@ mod build;
 mod parse;
 mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 
 use sipmta_store::{Envelope, Notify};
