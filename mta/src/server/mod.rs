@@ -25,6 +25,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::admin::server::AdminServer;
 use crate::config::Config;
+use crate::relay::attempt::RelayCtx;
+use crate::relay::hop::Connectors;
+use crate::relay::outbound::Timeouts;
+use crate::relay::pool::Pool;
+use crate::relay::resolve::{Resolver, ResolverSettings};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Ctx, Kind, SessionState, serve_connection};
 
@@ -36,6 +41,7 @@ pub struct Server {
     admin: Option<AdminServer>,
     shutdown: watch::Sender<bool>,
     accepted: mpsc::UnboundedReceiver<sipmta_store::QueueId>,
+    relay: Arc<RelayCtx>,
 }
 
 impl Server {
@@ -62,8 +68,9 @@ impl Server {
         let admin = AdminServer::bind(&config.admin.listen, &config.data_dir).await?;
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone())?);
         let ctx = Arc::new(Ctx { config, store, tls: Some(tls), accepted: accepted_tx, shutdown: shutdown_rx });
-        Ok(Server { ctx, listeners, admin, shutdown, accepted })
+        Ok(Server { ctx, listeners, admin, shutdown, accepted, relay })
     }
 
     /// The bound addresses (with port 0 resolved), for tests and the log.
@@ -83,13 +90,13 @@ impl Server {
 
     /// Serve until `stop` completes, then shut down gracefully.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
-        let Server { ctx, listeners, admin, shutdown, accepted } = self;
+        let Server { ctx, listeners, admin, shutdown, accepted, relay } = self;
         let limits = &ctx.config.limits;
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let per_client = Arc::new(PerClient { max: limits.max_sessions_per_client, counts: Mutex::default() });
         let (hard_stop, hard_stop_rx) = watch::channel(false);
         let (deliver_stop, deliver_stop_rx) = watch::channel(false);
-        let deliverer = tokio::spawn(crate::deliver::run(ctx.config.clone(), ctx.store.clone(), accepted, deliver_stop_rx));
+        let deliverer = tokio::spawn(crate::relay::queue::run(relay, accepted, deliver_stop_rx));
         let mut loops = JoinSet::new();
         for (kind, listener) in listeners {
             loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
@@ -110,7 +117,7 @@ impl Server {
         loops.shutdown().await;
         let _ = deliver_stop.send(true);
         if let Err(e) = deliverer.await {
-            error!(error = %e, "delivery worker failed");
+            error!(error = %e, "queue manager failed");
         }
         if let Some(task) = admin
             && let Err(e) = task.await
@@ -121,6 +128,17 @@ impl Server {
         info!("stopped");
         Ok(())
     }
+}
+
+/// What the queue manager and its delivery attempts share.
+fn relay_ctx(config: &Arc<Config>, store: &Store, wake: mpsc::UnboundedSender<sipmta_store::QueueId>) -> Result<RelayCtx> {
+    let r = &config.relay;
+    let settings = ResolverSettings { nameservers: r.nameservers.clone(), timeout: r.dns_timeout.0, attempts: 2, mx_port: r.mx_port };
+    let resolver = Resolver::new(&settings).context("setting up DNS resolution")?;
+    let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up outbound TLS: {e}"))?;
+    let pool = Pool::new(r.max_connections, r.max_connections_per_destination, r.connection_idle.0, r.max_messages_per_connection);
+    let timeouts = Timeouts { connect: r.connect_timeout.0, ..Timeouts::default() };
+    Ok(RelayCtx { config: config.clone(), store: store.clone(), resolver, pool, connectors, wake, timeouts })
 }
 
 /// Sessions per client address.

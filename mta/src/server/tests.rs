@@ -69,8 +69,13 @@ async fn a_message_over_tcp_lands_in_maildir_and_leaves_the_spool() {
 }
 
 #[tokio::test]
-async fn remote_recipients_stay_queued_while_local_ones_are_delivered() {
-    let s = start(|c| c.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()]).await;
+async fn local_recipients_are_delivered_and_an_unreachable_remote_is_deferred() {
+    // Nothing listens on port 9 of 127.0.0.1: connections are refused at once.
+    let s = start(|c| {
+        c.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        c.relay.transport.insert("remote.example".into(), "[127.0.0.1]:9".into());
+    })
+    .await;
     let mut c = Tcp::connect(s.smtp).await;
     c.reply().await;
     c.cmd("EHLO client.test").await;
@@ -82,16 +87,20 @@ async fn remote_recipients_stay_queued_while_local_ones_are_delivered() {
     let root = s.dir.path().to_path_buf();
     eventually("local delivery", || maildir_files(&root, "localhost/postmaster").len() == 1).await;
     let store = s.store.clone();
-    eventually("the local state to be recorded", || {
-        store.queue().next().and_then(|e| e.ok()).is_some_and(|e| e.recipients[0].state == sipmta_store::RcptState::Delivered)
+    let first = || store.queue().next().and_then(|e| e.ok());
+    eventually("both results to be recorded", || {
+        first().is_some_and(|e| e.recipients[0].state == sipmta_store::RcptState::Delivered && e.recipients[1].attempts == 1)
     })
     .await;
-    let env = store.queue().next().unwrap().unwrap();
-    assert_eq!(env.recipients[1].state, sipmta_store::RcptState::Queued, "relay recipients wait for the relay queue");
+    let env = first().unwrap();
+    let far = &env.recipients[1];
+    assert_eq!(far.state, sipmta_store::RcptState::Deferred, "{far:?}");
+    assert!(far.last_reply.as_deref().unwrap_or_default().contains("connect to 127.0.0.1[127.0.0.1] failed"), "{far:?}");
+    assert!(far.next_attempt > sipmta_store::now(), "a retry is scheduled");
     let history = store.history(env.id).unwrap();
-    assert_eq!(history.len(), 2, "{history:?}");
     assert!(history[0].text.starts_with("received from client.test (127.0.0.1:"), "{history:?}");
-    assert!(history[1].text.starts_with("delivered to maildir "), "{history:?}");
+    assert!(history.iter().any(|e| e.text.starts_with("delivered to maildir ")), "{history:?}");
+    assert!(history.iter().any(|e| e.text.starts_with("deferred: no connection")), "{history:?}");
     s.stop().await;
 }
 
@@ -176,7 +185,7 @@ async fn a_message_spooled_before_a_crash_is_delivered_after_restart() {
         let (store, _) = Store::open(dir.path()).unwrap();
         let env = sipmta_store::Envelope {
             id: sipmta_store::QueueId(0),
-            received: 0,
+            received: sipmta_store::now(),
             sender: "a@example.org".into(),
             env_id: None,
             ret: None,

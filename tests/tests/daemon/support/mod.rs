@@ -63,11 +63,18 @@ pub struct Daemon {
     pub submission: SocketAddr,
 }
 
-/// The config every test daemon starts from; `extra` is appended (extra top-level keys must
-/// come before any table in `extra_top`).
+/// The config every test daemon starts from: `extra_top` holds top-level keys, `extra` tables.
+///
+/// Tests never reach real DNS: unless `extra` configures `[relay...]` itself, mail for
+/// `remote.example` is sent to a closed port on loopback, so it is deferred and stays queued.
 pub fn config_text(data: &Path, extra_top: &str, extra: &str) -> String {
+    let relay = if extra.contains("[relay") {
+        ""
+    } else {
+        "[relay]\nnameservers = [\"127.0.0.1:9\"]\ndns_timeout = \"1s\"\n[relay.transport]\n\"remote.example\" = \"[127.0.0.1]:9\"\n"
+    };
     format!(
-        "hostname = \"mx.test\"\ndata_dir = \"{}\"\n{extra_top}\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[submission]\nlisten = [\"127.0.0.1:0\"]\n[spool]\nmin_free_space = 0\n[admin]\nlisten = [\"127.0.0.1:0\"]\n{extra}\n",
+        "hostname = \"mx.test\"\ndata_dir = \"{}\"\n{extra_top}\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[submission]\nlisten = [\"127.0.0.1:0\"]\n[spool]\nmin_free_space = 0\n[admin]\nlisten = [\"127.0.0.1:0\"]\n{relay}{extra}\n",
         data.display()
     )
 }

@@ -1,0 +1,324 @@
+//! One delivery attempt for one queued message: expiry first (it applies to held recipients
+//! too), then the due local recipients (Maildir), then the due relay recipients one domain at
+//! a time (one transaction per domain over a pooled connection), then a `delayed` DSN when
+//! the time has come. Every result is written with `Store::modify` as it happens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sipmta_rules::Route;
+use sipmta_store::{Envelope, QueueId, RcptState, Store, now};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::hop::{Connectors, Hop, connect, next_hop};
+use super::outbound::{Answer, Failure, Outcome, Timeouts, Txn, TxnRcpt};
+use super::pool::Pool;
+use super::report::{recipient_report, send as send_dsn};
+use super::resolve::Resolver;
+use crate::config::Config;
+use crate::dsn::{Action, wanted};
+
+/// What every attempt shares.
+#[derive(Debug)]
+pub struct RelayCtx {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The spool.
+    pub store: Store,
+    /// DNS.
+    pub resolver: Resolver,
+    /// Outbound connections.
+    pub pool: Pool,
+    /// TLS connectors.
+    pub connectors: Connectors,
+    /// Wakes the queue manager for a message (new DSNs).
+    pub wake: mpsc::UnboundedSender<QueueId>,
+    /// SMTP client timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// Run one attempt for `id`.
+pub async fn attempt(ctx: &RelayCtx, id: QueueId) {
+    let Ok(Some(env)) = ctx.store.envelope(id) else { return };
+    let now = now();
+    if now >= env.received.saturating_add(ctx.config.relay.lifetime.0.as_secs()) {
+        expire(ctx, &env).await;
+    } else {
+        if env.recipients.iter().any(|r| r.route == Route::Local && r.is_pending() && r.next_attempt <= now) {
+            local(ctx, &env).await;
+        }
+        let mut domains: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in env.recipients.iter().enumerate() {
+            // Fast-path recipients are relayed until the fast path exists (issue 5).
+            if r.route != Route::Local && r.is_pending() && r.next_attempt <= now {
+                let domain = sipmta_rules::domain_of(&r.address).unwrap_or_default().to_ascii_lowercase();
+                domains.entry(domain).or_default().push(i);
+            }
+        }
+        if !domains.is_empty() {
+            let message = match ctx.store.message(id) {
+                Ok(Some(m)) => m,
+                _ => {
+                    warn!(queue_id = %id, "queued envelope without a readable message; left for the operator");
+                    return;
+                }
+            };
+            for (domain, idxs) in domains {
+                relay_domain(ctx, &env, &message, &domain, &idxs).await;
+            }
+        }
+        delay_warnings(ctx, id).await;
+    }
+    match ctx.store.remove_if_finished(id).await {
+        Ok(true) => info!(queue_id = %id, "removed from spool: all recipients finished"),
+        Ok(false) => {}
+        Err(e) => warn!(queue_id = %id, error = %e, "cannot remove finished message"),
+    }
+}
+
+/// Local recipients, and `delivered` DSNs for those who asked (RFC 3461 §5.2.2).
+async fn local(ctx: &RelayCtx, env: &Envelope) {
+    let results = crate::deliver::deliver_message(&ctx.config, &ctx.store, env.id).await;
+    let reports: Vec<_> = results
+        .iter()
+        .filter(|r| r.state == RcptState::Delivered)
+        .filter_map(|r| env.recipients.get(r.index))
+        .filter(|r| wanted(r.notify, Action::Delivered))
+        .map(|r| recipient_report(r, Action::Delivered, "2.0.0", Some("delivered to mailbox".into()), None))
+        .collect();
+    send_dsn(&ctx.config, &ctx.store, &ctx.wake, env, reports).await;
+}
+
+/// One transaction for a domain's recipients.
+async fn relay_domain(ctx: &RelayCtx, env: &Envelope, message: &[u8], domain: &str, idxs: &[usize]) {
+    let hop = match next_hop(&ctx.config, &ctx.resolver, domain).await {
+        Ok(hop) => hop,
+        Err(answer) => {
+            info!(queue_id = %env.id, domain, reply = %answer, "no route");
+            record(ctx, env, idxs, &vec![answer; idxs.len()], None, false).await;
+            return;
+        }
+    };
+    // Each relayed message keeps an envelope id, the sender's or ours, so DSNs that come back
+    // can be matched to it (DESIGN.md "DSN tracking").
+    let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
+    let txn = Txn {
+        sender: &env.sender,
+        env_id: Some(&env_id),
+        ret: env.ret,
+        body: env.body,
+        smtputf8: env.smtputf8,
+        rcpts: idxs
+            .iter()
+            .map(|&i| &env.recipients[i])
+            .map(|r| TxnRcpt { address: &r.address, notify: r.notify, orcpt: r.orcpt.as_deref() })
+            .collect(),
+        message,
+    };
+    match transact(ctx, &hop, &txn).await {
+        Ok((outcome, remote)) => record(ctx, env, idxs, &outcome.answers, Some(remote), outcome.dsn_passed).await,
+        Err(failures) => {
+            let permanent = !failures.is_empty() && failures.iter().all(Failure::is_permanent);
+            let summary = failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let status = failures.last().map_or_else(|| "4.4.1".to_owned(), Failure::status);
+            let answer = Answer::local(
+                if permanent { 550 } else { 451 },
+                &status,
+                if summary.is_empty() { "no host could be reached".into() } else { summary },
+            );
+            record(ctx, env, idxs, &vec![answer; idxs.len()], None, false).await;
+        }
+    }
+}
+
+/// Run a transaction: on an idle connection to the same destination if there is one, else on
+/// a new one through the hop's targets in order. Smarthosts: an all-4xx answer moves on to the
+/// next smarthost.
+async fn transact(ctx: &RelayCtx, hop: &Hop, txn: &Txn<'_>) -> Result<(Outcome, String), Vec<Failure>> {
+    let _slot = ctx.pool.slot(&hop.key).await;
+    while let Some(mut conn) = ctx.pool.take(&hop.key) {
+        match conn.send(txn).await {
+            Ok(outcome) => {
+                let remote = conn.remote.clone();
+                debug!(destination = %hop.key, transactions = conn.transactions, "reused connection");
+                ctx.pool.put(&hop.key, conn);
+                return Ok((outcome, remote));
+            }
+            // A connection that went stale while idle; the message was not taken (no 250).
+            Err(e) => debug!(destination = %hop.key, error = %e, "idle connection failed; connecting anew"),
+        }
+    }
+    let mut failures = Vec::new();
+    let mut start = 0;
+    let mut transient_outcome = None;
+    while start < hop.targets.len() {
+        let (mut conn, index) = match connect(hop, start, &ctx.config.hostname, &ctx.connectors, ctx.timeouts).await {
+            Ok(c) => c,
+            Err(mut f) => {
+                failures.append(&mut f);
+                break;
+            }
+        };
+        match conn.send(txn).await {
+            Ok(outcome)
+                if hop.smarthost && index + 1 < hop.targets.len() && outcome.answers.iter().all(|a| (400..500).contains(&a.code)) =>
+            {
+                info!(smarthost = %conn.remote, "4xx from smarthost; trying the next one");
+                conn.quit().await;
+                transient_outcome = Some((outcome, hop.targets[index].name.clone()));
+                start = index + 1;
+            }
+            Ok(outcome) => {
+                let remote = conn.remote.clone();
+                ctx.pool.put(&hop.key, conn);
+                return Ok((outcome, remote));
+            }
+            // The connection broke during the transaction: we cannot know whether the server
+            // kept the message, so retry later rather than hand it to the next host now.
+            Err(f) => {
+                failures.push(f);
+                break;
+            }
+        }
+    }
+    transient_outcome.ok_or(failures)
+}
+
+/// Write each recipient's answer, log and record it, and send the DSNs it calls for.
+async fn record(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], answers: &[Answer], remote: Option<String>, dsn_passed: bool) {
+    let now = now();
+    let relay = ctx.config.relay.clone();
+    let pairs: Vec<(usize, Answer)> = idxs.iter().copied().zip(answers.iter().cloned()).collect();
+    let (changes, remote_for) = (pairs.clone(), remote.clone());
+    let updated = ctx
+        .store
+        .modify(env.id, move |e| {
+            for (i, answer) in &changes {
+                let Some(r) = e.recipients.get_mut(*i) else { continue };
+                r.attempts += 1;
+                r.updated = now;
+                r.last_reply = Some(answer.to_string());
+                r.remote_mta = remote_for.clone();
+                r.state = if answer.is_positive() {
+                    RcptState::Relayed
+                } else if answer.is_permanent() {
+                    RcptState::Failed
+                } else if r.state == RcptState::Held {
+                    // Put on hold while we were trying: it stays held.
+                    RcptState::Held
+                } else {
+                    r.next_attempt = now + relay.backoff(r.attempts).as_secs();
+                    RcptState::Deferred
+                };
+            }
+        })
+        .await;
+    let env = match updated {
+        Ok(Some(env)) => env,
+        Ok(None) => return, // deleted meanwhile
+        Err(e) => {
+            warn!(queue_id = %env.id, error = %e, "cannot record delivery results; they will be retried");
+            return;
+        }
+    };
+    let mut failed = Vec::new();
+    let mut relayed = Vec::new();
+    for (i, answer) in &pairs {
+        let r = &env.recipients[*i];
+        let result = if answer.is_positive() {
+            "relayed"
+        } else if answer.is_permanent() {
+            "failed"
+        } else {
+            "deferred"
+        };
+        info!(queue_id = %env.id, rcpt = %r.address, route = "relay", remote = remote.as_deref().unwrap_or("-"), result, reply = %answer, "delivery");
+        let _ =
+            ctx.store.record(env.id, Some(&r.address), format!("{result}: {} ({answer})", remote.as_deref().unwrap_or("no connection")));
+        if answer.is_permanent() && wanted(r.notify, Action::Failed) {
+            failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
+        }
+        // RFC 3461 §5.2.2: a next hop without DSN ends the chain of reports here.
+        if answer.is_positive() && !dsn_passed && wanted(r.notify, Action::Relayed) && r.notify.is_some_and(|n| n.success) {
+            relayed.push(recipient_report(r, Action::Relayed, "2.0.0", Some(answer.to_string()), None));
+        }
+    }
+    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, failed).await;
+    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, relayed).await;
+}
+
+/// The queue lifetime is over: every unfinished recipient (held ones too) expires.
+async fn expire(ctx: &RelayCtx, env: &Envelope) {
+    let now = now();
+    let days = ctx.config.relay.lifetime.to_string();
+    let updated = ctx
+        .store
+        .modify(env.id, move |e| {
+            for r in e.recipients.iter_mut().filter(|r| !r.state.is_final()) {
+                let last = r.last_reply.clone().unwrap_or_else(|| "no attempt succeeded".into());
+                r.state = RcptState::Expired;
+                r.updated = now;
+                r.last_reply = Some(format!("gave up after {days} in the queue; last: {last}"));
+            }
+        })
+        .await;
+    let Ok(Some(after)) = updated else { return };
+    let mut reports = Vec::new();
+    for (before, r) in env.recipients.iter().zip(&after.recipients) {
+        if before.state.is_final() {
+            continue;
+        }
+        info!(queue_id = %env.id, rcpt = %r.address, result = "expired", "delivery");
+        let _ = ctx.store.record(env.id, Some(&r.address), r.last_reply.clone().unwrap_or_default());
+        if wanted(r.notify, Action::Failed) {
+            reports.push(recipient_report(r, Action::Failed, "4.4.7", r.last_reply.clone(), None));
+        }
+    }
+    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &after, reports).await;
+}
+
+/// One `delayed` DSN per recipient once it has waited `delay_warning` (RFC 3464 §2.3.3).
+async fn delay_warnings(ctx: &RelayCtx, id: QueueId) {
+    let Ok(Some(env)) = ctx.store.envelope(id) else { return };
+    let relay = &ctx.config.relay;
+    if now() < env.received.saturating_add(relay.delay_warning.0.as_secs()) {
+        return;
+    }
+    let due: Vec<usize> = env.recipients.iter().enumerate().filter(|(_, r)| r.is_pending() && !r.delay_notified).map(|(i, _)| i).collect();
+    if due.is_empty() {
+        return;
+    }
+    let marks = due.clone();
+    let Ok(Some(env)) = ctx.store.modify(id, move |e| marks.iter().for_each(|&i| e.recipients[i].delay_notified = true)).await else {
+        return;
+    };
+    let until = env.received.saturating_add(relay.lifetime.0.as_secs());
+    let reports = due
+        .iter()
+        .map(|&i| &env.recipients[i])
+        .filter(|r| wanted(r.notify, Action::Delayed))
+        .map(|r| {
+            let status = status_of(r.last_reply.as_deref()).unwrap_or("4.0.0");
+            recipient_report(r, Action::Delayed, status, r.last_reply.clone(), Some(until))
+        })
+        .collect();
+    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, reports).await;
+}
+
+/// The enhanced status in a recorded reply (`"451 4.3.0 text"` -> `4.3.0`).
+fn status_of(reply: Option<&str>) -> Option<&str> {
+    let status = reply?.split_whitespace().nth(1)?;
+    let ok = status.split('.').count() == 3 && status.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    ok.then_some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_from_a_recorded_reply() {
+        assert_eq!(super::status_of(Some("451 4.3.0 try later")), Some("4.3.0"));
+        assert_eq!(super::status_of(Some("451 try later")), None);
+        assert_eq!(super::status_of(None), None);
+    }
+}
