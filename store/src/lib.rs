@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use error::StoreError;
-pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, now};
+pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, Tracked, now};
 pub use users::{UserRecord, normalise_name, verify_password};
 
 /// A result with the store's error.
@@ -41,6 +41,7 @@ const MESSAGES: &str = "messages";
 const ENVELOPES: &str = "envelopes";
 const USERS: &str = "users";
 const HISTORY: &str = "history";
+const TRACKING: &str = "tracking";
 
 /// A handle on the store; cheap to clone, shared by every session.
 #[derive(Clone, Debug)]
@@ -56,6 +57,7 @@ struct Inner {
     envelopes: sled::Tree,
     users: sled::Tree,
     history: sled::Tree,
+    tracking: sled::Tree,
     /// Group commit: number of commits requested so far ...
     requested: AtomicU64,
     /// ... and the request count covered by the last completed flush.
@@ -90,6 +92,7 @@ impl Store {
                 envelopes: db.open_tree(ENVELOPES)?,
                 users: db.open_tree(USERS)?,
                 history: db.open_tree(HISTORY)?,
+                tracking: db.open_tree(TRACKING)?,
                 db,
                 requested: AtomicU64::new(0),
                 flushed: AtomicU64::new(0),
@@ -286,6 +289,25 @@ impl Store {
                 serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { tree: HISTORY, key: id.to_string(), reason: e.to_string() })
             })
             .collect()
+    }
+
+    /// Remember a relayed message under the envelope id it was sent with, so a DSN naming that
+    /// id in `Original-Envelope-Id` can be matched to it. Written with the next commit.
+    pub fn track(&self, env_id: &str, tracked: &Tracked) -> Result<()> {
+        self.inner.tracking.insert(env_id.as_bytes(), serde_json::to_vec(tracked).unwrap_or_default())?;
+        Ok(())
+    }
+
+    /// The relayed message an envelope id belongs to.
+    pub fn tracked(&self, env_id: &str) -> Result<Option<Tracked>> {
+        match self.inner.tracking.get(env_id.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
+                tree: TRACKING,
+                key: env_id.to_owned(),
+                reason: e.to_string(),
+            }),
+            None => Ok(None),
+        }
     }
 
     /// Make every write so far durable, sharing the flush with concurrent callers.

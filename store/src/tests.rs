@@ -209,3 +209,21 @@ async fn unfinished_messages_are_not_removed() {
     assert!(!store.remove_if_finished(id).await.unwrap());
     assert!(store.envelope(id).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn tracking_outlives_the_spool_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let id = store.accept(envelope(&["far@remote.example"]), b"m".to_vec()).await.unwrap();
+        let tracked = Tracked { id, sender: "a@example.org".into(), recipients: vec![("far@remote.example".into(), None)], at: 1 };
+        store.track(&id.to_string(), &tracked).unwrap();
+        store.remove(id).await.unwrap();
+        id
+    };
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let t = store.tracked(&id.to_string()).unwrap().unwrap();
+    assert_eq!(t.id, id);
+    assert_eq!(t.sender, "a@example.org");
+    assert!(store.tracked("unknown").unwrap().is_none());
+}

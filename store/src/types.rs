@@ -279,3 +279,17 @@ mod tests {
         assert!(!RcptState::Held.is_final());
     }
 }
+
+/// What we remember about a relayed message so DSNs that come back for it can be matched
+/// (DESIGN.md "DSN tracking"): kept after the message leaves the spool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracked {
+    /// The original queue id.
+    pub id: QueueId,
+    /// The original reverse-path.
+    pub sender: String,
+    /// Each relayed recipient with its NOTIFY, to decide what to pass on to the sender.
+    pub recipients: Vec<(String, Option<Notify>)>,
+    /// When it was relayed (Unix seconds).
+    pub at: u64,
+}
