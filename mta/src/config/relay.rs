@@ -38,6 +38,9 @@ pub struct Relay {
     pub connect_timeout: Span,
     /// STARTTLS to MX hosts and transport-map hosts: `none`, `opportunistic` or `required`.
     pub starttls: TlsPolicy,
+    /// Per-domain STARTTLS policy overriding `starttls` (`"bank.example" = "required"`;
+    /// `".example.org"` covers its subdomains).
+    pub tls_policy: BTreeMap<String, TlsPolicy>,
     /// Above this size, bounces return only the headers of the original.
     pub dsn_max_returned: ByteSize,
     /// Send relayed mail with a return path of ours (`<sipmta bounce address>`) so DSNs from
@@ -110,6 +113,7 @@ impl Default for Relay {
             connection_idle: Span(Duration::from_secs(5)),
             connect_timeout: Span(Duration::from_secs(30)),
             starttls: TlsPolicy::Opportunistic,
+            tls_policy: BTreeMap::new(),
             dsn_max_returned: ByteSize(1 << 20),
             return_path_rewrite: false,
             smarthosts: Vec::new(),
@@ -154,6 +158,23 @@ impl Relay {
         if self.smarthosts.is_empty() { Transport::Mx } else { Transport::Smarthost(String::new()) }
     }
 
+    /// The STARTTLS policy for mail to `domain` (exact entry, then parent domains written with a
+    /// leading dot, then `starttls`).
+    pub fn tls_for(&self, domain: &str) -> TlsPolicy {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let mut rest = domain.as_str();
+        if let Some(p) = self.tls_policy.iter().find(|(k, _)| k.eq_ignore_ascii_case(rest)) {
+            return *p.1;
+        }
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(p) = self.tls_policy.iter().find(|(k, _)| k.strip_prefix('.').is_some_and(|k| k.eq_ignore_ascii_case(parent))) {
+                return *p.1;
+            }
+            rest = parent;
+        }
+        self.starttls
+    }
+
     /// Semantic checks, all reported.
     pub fn validate(&self, errors: &mut Vec<String>) {
         if self.retry.is_empty() {
@@ -162,8 +183,13 @@ impl Relay {
         if self.retry.iter().any(|s| s.0 < Duration::from_secs(1)) {
             errors.push("relay.retry: waits must be at least 1s".into());
         }
-        if self.lifetime.0 < Duration::from_secs(60) {
-            errors.push("relay.lifetime: must be at least 1m".into());
+        if self.lifetime.0 < Duration::from_secs(1) {
+            errors.push("relay.lifetime: must be at least 1s".into());
+        }
+        for domain in self.tls_policy.keys() {
+            if !is_domain(domain.trim_start_matches('.')) {
+                errors.push(format!("relay.tls_policy: {domain:?} is not a domain"));
+            }
         }
         if self.max_connections == 0 || self.max_connections_per_destination == 0 || self.max_messages_per_connection == 0 {
             errors
@@ -257,6 +283,16 @@ mod tests {
         assert_eq!(r.transport_for("mx.example"), Transport::Mx);
         assert_eq!(parse_transport("[host.example]"), Some(Transport::Host("host.example".into(), 25)));
         assert_eq!(parse_transport("[host]x"), None);
+    }
+
+    #[test]
+    fn tls_policy_per_domain() {
+        let mut r = Relay::default();
+        r.tls_policy.insert("bank.example".into(), TlsPolicy::Required);
+        r.tls_policy.insert(".legacy.example".into(), TlsPolicy::None);
+        assert_eq!(r.tls_for("Bank.Example"), TlsPolicy::Required);
+        assert_eq!(r.tls_for("mx.legacy.example"), TlsPolicy::None);
+        assert_eq!(r.tls_for("other.example"), TlsPolicy::Opportunistic);
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub async fn deliver_message(config: &Config, store: &Store, id: QueueId) -> Vec
     let root: PathBuf = config.data_dir.join("maildir");
     let message = Arc::new(message);
     for (index, rcpt) in env.recipients.iter().enumerate() {
-        if rcpt.route != Route::Local || !rcpt.is_pending() {
+        // Our bounce addresses (return-path rewrite) are not mailboxes; the queue handles them.
+        if rcpt.route != Route::Local || !rcpt.is_pending() || crate::relay::tracking::parse_bounce_address(config, &rcpt.address).is_some()
+        {
             continue;
         }
         let (root, address, sender, msg, host) =

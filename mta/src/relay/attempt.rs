@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sipmta_rules::Route;
-use sipmta_store::{Envelope, QueueId, RcptState, Store, now};
+use sipmta_store::{Envelope, Notify, QueueId, RcptState, Recipient, Store, now};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -16,8 +16,9 @@ use super::outbound::{Answer, Failure, Outcome, Timeouts, Txn, TxnRcpt};
 use super::pool::Pool;
 use super::report::{recipient_report, send as send_dsn};
 use super::resolve::Resolver;
+use super::tracking::{bounce_address, identify, parse_bounce_address, remember, sender_wants};
 use crate::config::Config;
-use crate::dsn::{Action, wanted};
+use crate::dsn::{self, Action, wanted};
 
 /// What every attempt shares.
 #[derive(Debug)]
@@ -77,8 +78,16 @@ pub async fn attempt(ctx: &RelayCtx, id: QueueId) {
     }
 }
 
-/// Local recipients, and `delivered` DSNs for those who asked (RFC 3461 §5.2.2).
+/// Local recipients, and `delivered` DSNs for those who asked (RFC 3461 §5.2.2). Our bounce
+/// addresses are not mailboxes: a DSN sent to one is passed on to the original sender.
 async fn local(ctx: &RelayCtx, env: &Envelope) {
+    for (i, r) in env.recipients.iter().enumerate() {
+        if r.is_pending()
+            && let Some(id) = parse_bounce_address(&ctx.config, &r.address)
+        {
+            forward_bounce(ctx, env, i, id).await;
+        }
+    }
     let results = crate::deliver::deliver_message(&ctx.config, &ctx.store, env.id).await;
     let reports: Vec<_> = results
         .iter()
@@ -88,6 +97,54 @@ async fn local(ctx: &RelayCtx, env: &Envelope) {
         .map(|r| recipient_report(r, Action::Delivered, "2.0.0", Some("delivered to mailbox".into()), None))
         .collect();
     send_dsn(&ctx.config, &ctx.store, &ctx.wake, env, reports).await;
+}
+
+/// A DSN that came back to a bounce address (return-path rewrite): recorded when it arrived;
+/// here it is passed on to the original sender when its NOTIFY asks for it, and the bounce
+/// recipient is done.
+async fn forward_bounce(ctx: &RelayCtx, env: &Envelope, index: usize, hint: QueueId) {
+    let message = ctx.store.message(env.id).ok().flatten().unwrap_or_default();
+    let rcpts = vec![env.recipients[index].address.clone()];
+    let text = match identify(&ctx.store, &message, &rcpts, Some(hint)) {
+        Some(observed) if sender_wants(&observed) && dsn::may_send_to(&observed.tracked.sender) => {
+            let to = observed.tracked.sender.clone();
+            let domain = sipmta_rules::domain_of(&to).unwrap_or_default();
+            let route = if ctx.config.is_local_domain(domain) { Route::Local } else { Route::Relay };
+            let fwd = Envelope {
+                id: QueueId(0),
+                received: now(),
+                sender: String::new(),
+                recipients: vec![Recipient::new(to.clone(), route)],
+                ..env.clone()
+            };
+            match ctx.store.accept(fwd, message).await {
+                Ok(id) => {
+                    let _ = ctx.wake.send(id);
+                    let _ = ctx.store.record(observed.tracked.id, None, format!("DSN passed on to {to} as {id}"));
+                    format!("DSN about {} passed on to {to} as {id}", observed.tracked.id)
+                }
+                Err(e) => {
+                    warn!(queue_id = %env.id, error = %e, "cannot pass a DSN on; it will be retried");
+                    return;
+                }
+            }
+        }
+        Some(observed) => format!("DSN about {} recorded; its sender did not ask for it", observed.tracked.id),
+        None => "not a DSN about mail we relayed; discarded".to_owned(),
+    };
+    info!(queue_id = %env.id, rcpt = %env.recipients[index].address, result = "consumed", %text, "delivery");
+    let note = text.clone();
+    let _ = ctx
+        .store
+        .modify(env.id, move |e| {
+            if let Some(r) = e.recipients.get_mut(index) {
+                r.state = RcptState::Delivered;
+                r.updated = now();
+                r.last_reply = Some(note.clone());
+            }
+        })
+        .await;
+    let _ = ctx.store.record(env.id, Some(&env.recipients[index].address), text);
 }
 
 /// One transaction for a domain's recipients.
@@ -103,8 +160,17 @@ async fn relay_domain(ctx: &RelayCtx, env: &Envelope, message: &[u8], domain: &s
     // Each relayed message keeps an envelope id, the sender's or ours, so DSNs that come back
     // can be matched to it (DESIGN.md "DSN tracking").
     let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
+    // With the return-path rewrite, DSNs come to us first, and we ask for every outcome (unless
+    // the sender said NEVER) so we learn it even when the sender did not ask.
+    let rewrite = ctx.config.relay.return_path_rewrite && !env.sender.is_empty();
+    let sender = if rewrite { bounce_address(&ctx.config, env.id) } else { env.sender.clone() };
+    let notify_for = |n: Option<Notify>| match n {
+        Some(n) if n.never => Some(n),
+        _ if rewrite => Some(Notify { success: true, failure: true, delay: true, never: false }),
+        other => other,
+    };
     let txn = Txn {
-        sender: &env.sender,
+        sender: &sender,
         env_id: Some(&env_id),
         ret: env.ret,
         body: env.body,
@@ -112,7 +178,7 @@ async fn relay_domain(ctx: &RelayCtx, env: &Envelope, message: &[u8], domain: &s
         rcpts: idxs
             .iter()
             .map(|&i| &env.recipients[i])
-            .map(|r| TxnRcpt { address: &r.address, notify: r.notify, orcpt: r.orcpt.as_deref() })
+            .map(|r| TxnRcpt { address: &r.address, notify: notify_for(r.notify), orcpt: r.orcpt.as_deref() })
             .collect(),
         message,
     };
@@ -243,6 +309,14 @@ async fn record(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], answers: &[Answe
         if answer.is_positive() && !dsn_passed && wanted(r.notify, Action::Relayed) && r.notify.is_some_and(|n| n.success) {
             relayed.push(recipient_report(r, Action::Relayed, "2.0.0", Some(answer.to_string()), None));
         }
+    }
+    let handed_over: Vec<(String, Option<Notify>)> = pairs
+        .iter()
+        .filter(|(_, a)| a.is_positive())
+        .map(|(i, _)| (env.recipients[*i].address.clone(), env.recipients[*i].notify))
+        .collect();
+    if !handed_over.is_empty() {
+        remember(&ctx.store, &env, handed_over);
     }
     send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, failed).await;
     send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, relayed).await;

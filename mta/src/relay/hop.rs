@@ -60,13 +60,19 @@ pub async fn next_hop(config: &Config, resolver: &Resolver, domain: &str) -> Res
             let targets = dest
                 .hosts
                 .iter()
-                .map(|h| Target { name: h.name.clone(), addrs: h.addrs.clone(), tls: relay.starttls, verify: false, credentials: None })
+                .map(|h| Target {
+                    name: h.name.clone(),
+                    addrs: h.addrs.clone(),
+                    tls: relay.tls_for(domain),
+                    verify: false,
+                    credentials: None,
+                })
                 .collect();
             Ok(Hop { key: format!("mx:{}", names.join(",")), targets, smarthost: false })
         }
         Transport::Host(host, port) => {
             let addrs = lookup(&host, port).await?;
-            let target = Target { name: host.clone(), addrs, tls: relay.starttls, verify: false, credentials: None };
+            let target = Target { name: host.clone(), addrs, tls: relay.tls_for(domain), verify: false, credentials: None };
             Ok(Hop { key: format!("host:{host}:{port}"), targets: vec![target], smarthost: false })
         }
         Transport::Smarthost(name) => {

@@ -7,7 +7,8 @@
 //! - [`pool`]: connection limits and reuse per destination;
 //! - [`outbound`]: the SMTP client transaction, shared with the fast path;
 //! - [`report`]: queuing DSNs;
-//! - [`resolve`]: MX and address resolution.
+//! - [`resolve`]: MX and address resolution;
+//! - [`tracking`]: matching DSNs that come back to the messages we relayed.
 
 pub mod attempt;
 pub mod hop;
@@ -16,3 +17,4 @@ pub mod pool;
 pub mod queue;
 pub mod report;
 pub mod resolve;
+pub mod tracking;

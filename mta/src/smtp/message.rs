@@ -94,8 +94,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let from = envelope.sender.clone();
         let size = message.len();
+        // Mail with the null reverse-path may be a DSN about mail we relayed (DSN tracking).
+        let dsn_check =
+            from.is_empty().then(|| (message.clone(), envelope.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>()));
         match store.accept(envelope, message).await {
             Ok(id) => {
+                if let Some((copy, rcpts)) = dsn_check {
+                    let (store, config) = (store.clone(), self.ctx.config.clone());
+                    tokio::spawn(async move {
+                        let hint = rcpts.iter().find_map(|r| crate::relay::tracking::parse_bounce_address(&config, r));
+                        crate::relay::tracking::observe(&store, &copy, &rcpts, hint).await;
+                    });
+                }
                 info!(queue_id = %id, from = %from, rcpts = rcpt_count, size, "message accepted");
                 let origin = format!(
                     "received from {} ({}) on {}{}{} for {rcpt_count} recipient(s), {size} octets",

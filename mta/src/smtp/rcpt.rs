@@ -47,7 +47,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some((local_part, domain)) = address.rsplit_once('@') else {
             return Reply::new(553, "5.1.3", "Recipient address must be fully qualified");
         };
-        let route = if self.ctx.config.is_local_domain(domain) {
+        let bounce = crate::relay::tracking::parse_bounce_address(&self.ctx.config, &address);
+        let route = if let Some(id) = bounce {
+            // A DSN coming back for mail we relayed with the return-path rewrite.
+            if !crate::relay::tracking::is_tracked(&self.ctx.store, id) {
+                return Reply::new(550, "5.1.1", format!("<{address}>: no such bounce address"));
+            }
+            Route::Local
+        } else if self.ctx.config.is_local_domain(domain) {
             if let Err(reply) = self.check_local(local_part, domain, &address) {
                 return reply;
             }
