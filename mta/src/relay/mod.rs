@@ -18,3 +18,6 @@ pub mod queue;
 pub mod report;
 pub mod resolve;
 pub mod tracking;
+
+#[cfg(test)]
+mod tests;

@@ -223,6 +223,9 @@ pub struct Connection {
     pub tls: bool,
     /// Transactions run on this connection.
     pub transactions: usize,
+    /// A transaction was started (MAIL accepted) and not finished with the reply to the final
+    /// dot: the next one must start with RSET, or the server answers `503 nested MAIL`.
+    open_transaction: bool,
     timeouts: Timeouts,
 }
 

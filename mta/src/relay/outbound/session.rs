@@ -58,7 +58,7 @@ impl Connection {
             }
         }
         let caps = ehlo.as_ref().map(Caps::from_ehlo).unwrap_or_default();
-        Ok(Connection { client, caps, remote: remote.to_owned(), tls, transactions: 0, timeouts: t })
+        Ok(Connection { client, caps, remote: remote.to_owned(), tls, transactions: 0, open_transaction: false, timeouts: t })
     }
 
     /// End the session politely; errors do not matter any more.

@@ -284,3 +284,29 @@ async fn helo_fallback_when_ehlo_is_refused() {
     assert_eq!(seen[1], "HELO client.test");
     assert_eq!(seen[2], "MAIL FROM:<alice@example.org>", "no ESMTP parameters after HELO");
 }
+
+/// Regression: after a transaction whose recipients were all refused, the next one on the same
+/// connection starts with RSET (smtp-sink answered `503 nested MAIL` and we bounced the mail).
+#[tokio::test]
+async fn an_unfinished_transaction_is_reset_before_the_next() {
+    let mut s = Scripted::start(&[
+        "220 x ESMTP",
+        "250 x",
+        "250 2.1.0 ok",
+        "450 4.3.0 busy",
+        "250 2.0.0 reset",
+        "250 2.1.0 ok",
+        "250 2.1.5 ok",
+        "354 go",
+        "250 2.0.0 done",
+    ]);
+    let mut c = Connection::open(s.io(), "x", &opts(TlsPolicy::None, None)).await.unwrap();
+    let first = c.send(&txn(&["a@x.test"], None)).await.unwrap();
+    assert_eq!(first.answers[0].code, 450);
+    let second = c.send(&txn(&["a@x.test"], None)).await.unwrap();
+    assert_eq!(second.answers[0].code, 250);
+    drop(c);
+    let seen = s.finish().await;
+    assert_eq!(seen[3], "RSET", "{seen:?}");
+    assert!(seen[4].starts_with("MAIL FROM:"), "{seen:?}");
+}

@@ -55,6 +55,9 @@ impl Connection {
     /// an answer per recipient, and the connection is ready for [`Connection::reset`] and
     /// another transaction.
     pub async fn send(&mut self, txn: &Txn<'_>) -> Result<Outcome, Failure> {
+        if self.open_transaction {
+            self.reset().await?;
+        }
         self.transactions += 1;
         let n = txn.rcpts.len();
         let all = |a: Answer| Ok(Outcome { answers: vec![a; n], dsn_passed: false });
@@ -95,6 +98,7 @@ impl Connection {
             self.finish_refused_data(data.as_ref()).await?;
             return all(mail);
         }
+        self.open_transaction = true;
         let accepted = rcpts.iter().filter(|a| a.is_positive()).count();
         let data = match data {
             Some(d) => d,
@@ -110,7 +114,10 @@ impl Connection {
         }
         let final_answer = if data.code == 354 {
             write_all(&mut self.client, &stuff(txn.message), t.data_block, "message").await?;
-            read_replies(&mut self.client, 1, t.data_end, "end of data").await?.remove(0)
+            let answer = read_replies(&mut self.client, 1, t.data_end, "end of data").await?.remove(0);
+            // The reply to the final dot ends the transaction, whatever it says.
+            self.open_transaction = false;
+            answer
         } else {
             data
         };
@@ -121,7 +128,12 @@ impl Connection {
     /// RSET between transactions; a failure means the connection is not reusable.
     pub async fn reset(&mut self) -> Result<(), Failure> {
         let answer = self.command("RSET\r\n", "RSET").await?;
-        if answer.is_positive() { Ok(()) } else { Err(Failure::Rejected { stage: "RSET", answer }) }
+        if answer.is_positive() {
+            self.open_transaction = false;
+            Ok(())
+        } else {
+            Err(Failure::Rejected { stage: "RSET", answer })
+        }
     }
 
     async fn command(&mut self, line: &str, stage: &'static str) -> Result<Answer, Failure> {
@@ -136,6 +148,7 @@ impl Connection {
         if data.is_some_and(|d| d.code == 354) {
             write_all(&mut self.client, b".\r\n", self.timeouts.data_block, "empty data").await?;
             read_replies(&mut self.client, 1, self.timeouts.data_end, "empty data").await?;
+            self.open_transaction = false;
         }
         Ok(())
     }
