@@ -34,7 +34,7 @@ impl Sink {
         };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let template = format!("{}/msg.", dir.path().display());
-        let child = Command::new("/usr/sbin/smtp-sink")
+        let mut child = Command::new("/usr/sbin/smtp-sink")
             .args(["-u", "nobody", "-d", &template])
             .args(options)
             .arg(addr.to_string())
@@ -49,6 +49,8 @@ impl Sink {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("smtp-sink did not start on {addr}");
     }
 
