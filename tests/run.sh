@@ -4,7 +4,8 @@
 # 1. Installs the Debian packages the black-box tests talk to, when they are missing
 #    (swaks as the SMTP client; unshare/ip for the private network namespace in which the
 #    README's `sipmta serve` is tested on its fixed default ports; dnsmasq as the DNS server
-#    that serves MX records on loopback).
+#    that serves MX records on loopback; postfix for smtp-sink, the remote server relay tests
+#    deliver to).
 # 2. Checks formatting (rustfmt.toml) and lints with clippy (warnings are errors).
 # 3. Runs every test level: unit and parser tests, session transcripts, in-process socket
 #    tests, and black-box tests of the built daemon (tests/tests/daemon).
@@ -16,6 +17,7 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v smtp-sink >/dev/null 2>&1 || need+=(postfix)
 if ((${#need[@]})); then
     echo "tests/run.sh: installing ${need[*]}"
     sudo=""

@@ -13,4 +13,5 @@ mod delivery;
 mod lifecycle;
 mod limits;
 mod relay;
+mod relay_mx;
 mod smuggling;

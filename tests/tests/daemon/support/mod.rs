@@ -5,6 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod peers;
 pub mod smtp;
 
 use std::fs;
