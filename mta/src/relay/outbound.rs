@@ -147,7 +147,10 @@ impl Failure {
     /// this host, but another host (the next MX or smarthost) may still take the message, so
     /// the caller decides per host list; this says only whether *this* failure is final.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Failure::Rejected { answer, .. } if answer.is_permanent())
+        // A refused AUTH is our configuration's fault, not the message's: bouncing everyone's
+        // mail over a wrong password would be worse than waiting for the operator (Postfix's
+        // smtp_sasl_auth_soft_bounce does the same).
+        matches!(self, Failure::Rejected { stage, answer } if *stage != "AUTH" && answer.is_permanent())
     }
 
     /// The status code a DSN should carry.

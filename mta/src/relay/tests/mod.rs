@@ -292,3 +292,53 @@ async fn return_path_rewrite_brings_dsns_back_first() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A smarthost that wants AUTH: our own sipmta's submission port (plaintext AUTH is allowed
+/// because it is on loopback). With the right password the message is relayed; with a wrong
+/// one it is deferred, not bounced.
+#[tokio::test]
+async fn smarthost_auth_good_and_bad_passwords() {
+    let smart = start(|c| {
+        site(c);
+        c.hostname = "smart.test".into();
+        c.trusted_networks.clear();
+        c.local_domains = vec!["remote.example".into()];
+    })
+    .await;
+    smart.store.add_user("relay@site.test", "s3cret").unwrap();
+    let host = |password: &str| crate::config::Smarthost {
+        name: "provider".into(),
+        host: "127.0.0.1".into(),
+        port: smart.submission.port(),
+        priority: 0,
+        starttls: crate::config::TlsPolicy::Opportunistic,
+        verify_certificate: false,
+        username: Some("relay@site.test".into()),
+        password: Some(password.into()),
+        password_file: None,
+    };
+    let good = start(|c| {
+        site(c);
+        c.relay.smarthosts = vec![host("s3cret")];
+    })
+    .await;
+    submit(good.smtp, "alice@localhost", &["bob@remote.example"], "", BODY).await;
+    let root = smart.dir.path().to_path_buf();
+    eventually("delivery through the smarthost", || std::fs::read_dir(root.join("maildir/remote.example/bob/new")).is_ok_and(|d| d.count() == 1)).await;
+    let bad = start(|c| {
+        site(c);
+        c.relay.smarthosts = vec![host("wrong")];
+    })
+    .await;
+    let id = queued_id(&submit(bad.smtp, "alice@localhost", &["bob@remote.example"], "", BODY).await);
+    let store = bad.store.clone();
+    let rcpt = move || store.envelope(id).ok().flatten().map(|e| e.recipients[0].clone());
+    eventually("a deferral", || rcpt().is_some_and(|r| r.attempts >= 1)).await;
+    let r = rcpt().unwrap();
+    assert_eq!(r.state, RcptState::Deferred, "{r:?}");
+    assert!(r.last_reply.as_deref().unwrap_or_default().contains("AUTH: 535 5.7.8"), "{r:?}");
+    assert!(mailbox(bad.dir.path(), "alice").is_empty(), "no bounce for our own wrong password");
+    for s in [good, bad, smart] {
+        s.stop().await;
+    }
+}
