@@ -7,6 +7,7 @@ pub mod config;
 pub mod deliver;
 pub mod dsn;
 pub mod logging;
+pub mod queue_control;
 pub mod relay;
 pub mod server;
 pub mod smtp;

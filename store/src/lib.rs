@@ -291,6 +291,27 @@ impl Store {
             .collect()
     }
 
+    /// History events of every message that `keep` accepts, in the order they were recorded
+    /// (sled's ids are increasing across messages and restarts, so the key's sequence half
+    /// orders events even within one second). Only the kept events are held in memory.
+    pub fn history_matching(&self, mut keep: impl FnMut(QueueId, &Event) -> bool) -> Result<Vec<(QueueId, Event)>> {
+        let mut found = Vec::new();
+        for item in self.inner.history.iter() {
+            let (key, value) = item?;
+            let corrupt =
+                |reason: String| StoreError::Corrupt { tree: HISTORY, key: key.iter().map(|b| format!("{b:02x}")).collect(), reason };
+            let (Some(id), Some(seq)) = (key.get(..8).and_then(QueueId::from_key), key.get(8..).and_then(|s| s.try_into().ok())) else {
+                return Err(corrupt("key is not a queue id and a sequence number".into()));
+            };
+            let event: Event = serde_json::from_slice(&value).map_err(|e| corrupt(e.to_string()))?;
+            if keep(id, &event) {
+                found.push((u64::from_be_bytes(seq), id, event));
+            }
+        }
+        found.sort_by_key(|(seq, ..)| *seq);
+        Ok(found.into_iter().map(|(_, id, event)| (id, event)).collect())
+    }
+
     /// Remember a relayed message under the envelope id it was sent with, so a DSN naming that
     /// id in `Original-Envelope-Id` can be matched to it. Written with the next commit.
     pub fn track(&self, env_id: &str, tracked: &Tracked) -> Result<()> {

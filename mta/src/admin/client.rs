@@ -16,6 +16,7 @@ use sipmta_store::{Envelope, QueueId};
 
 use super::http::{self, Parsed, Response, percent_encode};
 use super::{ApiError, Files, NewPassword, NewUser, QueueEntry, UserInfo};
+use crate::queue_control::{Change, HistoryEntry, HistoryFilter};
 
 /// How long to wait for a connection to a daemon on this machine.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -130,6 +131,42 @@ impl Client {
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `POST /queue/{id}/flush`, or `POST /queue/flush` for every message.
+    pub fn flush(&self, id: Option<QueueId>) -> Result<Change, ClientError> {
+        match id {
+            Some(id) => self.json("POST", &format!("/queue/{id}/flush"), None::<&()>),
+            None => self.json("POST", "/queue/flush", None::<&()>),
+        }
+    }
+
+    /// `POST /queue/{id}/hold`.
+    pub fn hold(&self, id: QueueId) -> Result<Change, ClientError> {
+        self.json("POST", &format!("/queue/{id}/hold"), None::<&()>)
+    }
+
+    /// `POST /queue/{id}/release`.
+    pub fn release(&self, id: QueueId) -> Result<Change, ClientError> {
+        self.json("POST", &format!("/queue/{id}/release"), None::<&()>)
+    }
+
+    /// `DELETE /queue/{id}`: the message leaves the spool without a DSN.
+    pub fn delete(&self, id: QueueId) -> Result<Change, ClientError> {
+        self.json("DELETE", &format!("/queue/{id}"), None::<&()>)
+    }
+
+    /// `GET /history`, filtered.
+    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(rcpt) = &filter.rcpt {
+            query.push(format!("rcpt={}", percent_encode(rcpt)));
+        }
+        if let Some(since) = filter.since {
+            query.push(format!("since={since}"));
+        }
+        let path = if query.is_empty() { "/history".to_owned() } else { format!("/history?{}", query.join("&")) };
+        self.json("GET", &path, None::<&()>)
     }
 
     /// Send one request and return the status and body as they came, error answers included

@@ -82,6 +82,8 @@ pub struct Request {
     pub method: String,
     /// The path of the origin-form target, still percent-encoded, without any query.
     pub path: String,
+    /// The query after `?`, still percent-encoded; empty without one (see [`query_pairs`]).
+    pub query: String,
     /// Header fields in order; names as sent (compare them with [`Request::header`]).
     pub headers: Vec<(String, String)>,
     /// The body (empty without `Content-Length`).
@@ -137,8 +139,11 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, HttpError> {
     let Some(body) = buf.get(head_len..head_len + len) else {
         return Ok(Parsed::Incomplete);
     };
-    let path = target.split('?').next().unwrap_or(target).to_owned();
-    Ok(Parsed::Complete(Request { method: method.to_owned(), path, headers, body: body.to_vec() }, head_len + len))
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // A fragment is never sent (RFC 9112 §3.2.1); drop one rather than take it as query.
+    let query = query.split('#').next().unwrap_or_default();
+    let request = Request { method: method.to_owned(), path: path.to_owned(), query: query.to_owned(), headers, body: body.to_vec() };
+    Ok(Parsed::Complete(request, head_len + len))
 }
 
 /// Parse a whole response, read until the server closed the connection. Without
@@ -303,6 +308,20 @@ pub fn percent_encode(segment: &str) -> String {
     out
 }
 
+/// The `name=value` pairs of a query, both percent-decoded (`+` is a plus sign, as our client
+/// encodes spaces as `%20`); a pair without `=` has an empty value. `None` when an escape is
+/// broken.
+pub fn query_pairs(query: &str) -> Option<Vec<(String, String)>> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(name)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
 /// Decode a percent-encoded path segment; `None` for a broken escape or a result that is
 /// not UTF-8.
 pub fn percent_decode(segment: &str) -> Option<String> {
@@ -342,6 +361,7 @@ mod tests {
         let r = request(GET);
         assert_eq!(r.method, "GET");
         assert_eq!(r.path, "/users");
+        assert_eq!(r.query, "x=1");
         assert_eq!(r.header("AUTHORIZATION"), Some("Bearer abc"));
         assert!(r.body.is_empty());
         assert_eq!(parse_request(GET), Ok(Parsed::Complete(r, GET.len())));
@@ -475,6 +495,19 @@ mod tests {
         assert_eq!(percent_decode("a%zz"), None);
         assert_eq!(percent_decode("%ff"), None);
         assert_eq!(percent_decode("%"), None);
+    }
+
+    #[test]
+    fn queries_are_split_and_decoded() {
+        let r = request(b"GET /history?rcpt=Bob%40remote.example&since=2h&&flag#frag HTTP/1.1\r\n\r\n");
+        assert_eq!((r.path.as_str(), r.query.as_str()), ("/history", "rcpt=Bob%40remote.example&since=2h&&flag"));
+        let pairs = query_pairs(&r.query).unwrap();
+        let want = [("rcpt", "Bob@remote.example"), ("since", "2h"), ("flag", "")];
+        assert_eq!(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect::<Vec<_>>(), want);
+        assert_eq!(query_pairs("a+b=c+d").unwrap(), vec![("a+b".to_owned(), "c+d".to_owned())]);
+        assert_eq!(query_pairs("").unwrap(), vec![]);
+        assert_eq!(query_pairs("rcpt=%zz"), None);
+        assert_eq!(request(b"GET /users HTTP/1.1\r\n\r\n").query, "");
     }
 
     #[test]

@@ -15,7 +15,12 @@
 //!
 //! Endpoints (JSON bodies; errors are `{"error": "..."}`):
 //! `GET /users`, `POST /users`, `PUT /users/{name}/password`, `DELETE /users/{name}`,
-//! `GET /queue`, `GET /queue/{id}`. Names in paths are percent-encoded.
+//! `GET /queue`, `GET /queue/{id}`, `GET /history?rcpt=ADDR&since=T` (both optional; `T` is
+//! Unix seconds or a duration ago such as `2h`), and the queue changes, each answered with a
+//! [`crate::queue_control::Change`] once durable, after which the queue manager is woken:
+//! `POST /queue/flush` (every message), `POST /queue/{id}/flush`, `POST /queue/{id}/hold`,
+//! `POST /queue/{id}/release`, `DELETE /queue/{id}` (no DSN). Names in paths and queries are
+//! percent-encoded.
 
 pub mod client;
 pub mod http;

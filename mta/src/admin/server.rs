@@ -5,6 +5,9 @@
 //! the answer; at most [`MAX_CONNECTIONS`] are served at once (more get `503`). Store calls run
 //! on the blocking pool: sled reads may touch the disk and password hashing is slow on purpose.
 //! A user change is flushed before it is answered, so "added" on the CLI means durable.
+//! A queue change (flush, hold, release, delete) is made by [`crate::queue_control`], durable
+//! before it is answered, and then the queue manager is woken with each message changed so it
+//! reschedules them at once.
 //! Internal errors reach the client as a bland `500`; the detail goes to the log.
 
 use std::net::SocketAddr;
@@ -16,14 +19,15 @@ use anyhow::{Context, Result};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
-use sipmta_store::{QueueId, Store, StoreError, normalise_name};
+use sipmta_store::{QueueId, Store, StoreError, normalise_name, now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::http::{self, HttpError, Parsed, Request};
 use super::{ApiError, Files, NewPassword, NewUser, QueueEntry, UserInfo};
+use crate::queue_control::{self, Action, Change, HistoryFilter};
 
 /// Time a client has to send its whole request, and again to read the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,10 +104,11 @@ impl AdminServer {
     }
 
     /// Serve until `stop` turns true, let requests in progress finish (within a bound), then
-    /// remove the token and address files.
-    pub async fn run(self, store: Store, stop: watch::Receiver<bool>) {
+    /// remove the token and address files. `wake` is the queue manager's channel: queue changes
+    /// send it the id of each message changed.
+    pub async fn run(self, store: Store, wake: mpsc::UnboundedSender<QueueId>, stop: watch::Receiver<bool>) {
         let AdminServer { listeners, token, files } = self;
-        let shared = Arc::new(Shared { store, token });
+        let shared = Arc::new(Shared { store, token, wake });
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let refusals = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut loops = tokio::task::JoinSet::new();
@@ -126,6 +131,7 @@ impl AdminServer {
 struct Shared {
     store: Store,
     token: Token,
+    wake: mpsc::UnboundedSender<QueueId>,
 }
 
 async fn accept_loop(
@@ -297,7 +303,10 @@ enum Route {
     User(String),
     Password(String),
     Queue,
+    FlushAll,
     Message(String),
+    Control(String, Action),
+    History,
 }
 
 impl Route {
@@ -307,7 +316,9 @@ impl Route {
             Route::Users => "GET, POST",
             Route::User(_) => "DELETE",
             Route::Password(_) => "PUT",
-            Route::Queue | Route::Message(_) => "GET",
+            Route::Queue | Route::History => "GET",
+            Route::Message(_) => "GET, DELETE",
+            Route::FlushAll | Route::Control(..) => "POST",
         }
     }
 }
@@ -324,7 +335,13 @@ fn route(path: &str) -> Result<Route, Reply> {
         ["users", name] => Ok(Route::User(decode(name)?)),
         ["users", name, "password"] => Ok(Route::Password(decode(name)?)),
         ["queue"] => Ok(Route::Queue),
+        // Not ambiguous: "flush" is not hexadecimal, so never a queue id.
+        ["queue", "flush"] => Ok(Route::FlushAll),
         ["queue", id] => Ok(Route::Message(decode(id)?)),
+        ["queue", id, "flush"] => Ok(Route::Control(decode(id)?, Action::Flush)),
+        ["queue", id, "hold"] => Ok(Route::Control(decode(id)?, Action::Hold)),
+        ["queue", id, "release"] => Ok(Route::Control(decode(id)?, Action::Release)),
+        ["history"] => Ok(Route::History),
         _ => Err(not_found()),
     }
 }
@@ -345,6 +362,7 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
         Err(reply) => return reply,
     };
     let store = shared.store.clone();
+    let wake = &shared.wake;
     let reply = match (request.method.as_str(), &route) {
         ("GET", Route::Users) => list_users(store).await,
         ("POST", Route::Users) => add_user(store, &request.body).await,
@@ -352,6 +370,10 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
         ("DELETE", Route::User(name)) => remove_user(store, name.clone()).await,
         ("GET", Route::Queue) => list_queue(store).await,
         ("GET", Route::Message(id)) => show_message(store, id).await,
+        ("DELETE", Route::Message(id)) => control(store, wake, Some(id), Action::Delete).await,
+        ("POST", Route::Control(id, action)) => control(store, wake, Some(id), *action).await,
+        ("POST", Route::FlushAll) => control(store, wake, None, Action::Flush).await,
+        ("GET", Route::History) => history(store, &request.query).await,
         (method, route) => {
             return Reply::error(405, format!("{method} is not allowed here; use {}", route.allow())).with("Allow", route.allow());
         }
@@ -443,11 +465,60 @@ async fn list_queue(store: Store) -> Result<Reply, Reply> {
     Ok(Reply::json(200, &queue))
 }
 
+fn queue_id(id: &str) -> Result<QueueId, Reply> {
+    id.parse().map_err(|_| Reply::error(400, format!("{id:?} is not a queue id")))
+}
+
 async fn show_message(store: Store, id: &str) -> Result<Reply, Reply> {
-    let qid: QueueId = id.parse().map_err(|_| Reply::error(400, format!("{id:?} is not a queue id")))?;
+    let qid = queue_id(id)?;
     let entry = blocking(move || Ok(QueueEntry { envelope: store.envelope(qid)?, history: store.history(qid)? })).await?;
     if entry.envelope.is_none() && entry.history.is_empty() {
         return Err(Reply::error(404, format!("no such message: {id}")));
     }
     Ok(Reply::json(200, &entry))
+}
+
+/// A queue change for one message (`id`) or, for a flush, the whole queue (`None`); then wake the
+/// manager for each message changed so it acts on the new state at once.
+async fn control(store: Store, wake: &mpsc::UnboundedSender<QueueId>, id: Option<&str>, action: Action) -> Result<Reply, Reply> {
+    let id = id.map(queue_id).transpose()?;
+    // On a task of its own: the change is durable once made, so it must be finished and
+    // answered even if this connection's task is dropped half-way.
+    let task = tokio::spawn(async move {
+        match (action, id) {
+            (Action::Flush, id) => queue_control::flush(&store, id).await,
+            (Action::Hold, Some(id)) => queue_control::hold(&store, id).await,
+            (Action::Release, Some(id)) => queue_control::release(&store, id).await,
+            (Action::Delete, Some(id)) => queue_control::delete(&store, id).await,
+            // Only flush has a whole-queue route.
+            (Action::Hold | Action::Release | Action::Delete, None) => Err(StoreError::NoSuchMessage("(none given)".into())),
+        }
+    });
+    let change: Change = match task.await {
+        Ok(result) => result.map_err(store_error)?,
+        Err(e) => {
+            error!(error = %e, "admin queue task failed");
+            return Err(Reply::error(500, INTERNAL));
+        }
+    };
+    for m in &change.messages {
+        // The manager is gone only during shutdown, when it rebuilds from the store next start.
+        let _ = wake.send(m.id);
+    }
+    Ok(Reply::json(200, &change))
+}
+
+/// `GET /history?rcpt=ADDR&since=T`, `T` as `queue_control::parse_since` takes it.
+async fn history(store: Store, query: &str) -> Result<Reply, Reply> {
+    let pairs = http::query_pairs(query).ok_or_else(|| Reply::error(400, "malformed percent-encoding in the query"))?;
+    let mut filter = HistoryFilter::default();
+    for (name, value) in pairs {
+        match name.as_str() {
+            "rcpt" => filter.rcpt = Some(value),
+            "since" => filter.since = Some(queue_control::parse_since(&value, now()).map_err(|e| Reply::error(400, e))?),
+            other => return Err(Reply::error(400, format!("unknown query parameter {other:?}; use rcpt and since"))),
+        }
+    }
+    let entries = blocking(move || queue_control::history(&store, &filter)).await?;
+    Ok(Reply::json(200, &entries))
 }

@@ -184,6 +184,21 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         ("POST", "/users", b"{not json", 400, None),
         ("POST", "/users", br#"{"name":"a@b","password":"x","admin":true}"#, 400, None),
         ("PUT", "/users/a/password", b"", 400, None),
+        ("PUT", "/queue/00000000000000FF", b"", 405, Some("GET, DELETE")),
+        ("GET", "/queue/00000000000000FF/hold", b"", 405, Some("POST")),
+        ("DELETE", "/queue/00000000000000FF/release", b"", 405, Some("POST")),
+        ("GET", "/queue/flush", b"", 405, Some("POST")),
+        ("POST", "/history", b"", 405, Some("GET")),
+        ("GET", "/queue/1/hold/x", b"", 404, None),
+        ("POST", "/queue/not-hex/hold", b"", 400, None),
+        ("DELETE", "/queue/not-hex", b"", 400, None),
+        ("POST", "/queue/00000000000000FF/flush", b"", 404, Some("00000000000000FF")),
+        ("POST", "/queue/00000000000000FF/hold", b"", 404, Some("00000000000000FF")),
+        ("POST", "/queue/00000000000000FF/release", b"", 404, Some("00000000000000FF")),
+        ("DELETE", "/queue/00000000000000FF", b"", 404, Some("00000000000000FF")),
+        ("GET", "/history?limit=3", b"", 400, Some("limit")),
+        ("GET", "/history?since=yesterday", b"", 400, Some("yesterday")),
+        ("GET", "/history?rcpt=%zz", b"", 400, None),
     ];
     for &(method, path, body, want, allow) in cases {
         let api = c.clone();
@@ -369,3 +384,5 @@ async fn connections_beyond_the_limit_get_503() {
     assert!(ok, "slots were not released");
     s.stop().await;
 }
+
+mod queue;

@@ -10,6 +10,7 @@ use sipmta_store::{Envelope, QueueId, Store, StoreError};
 use crate::admin::client::Client;
 use crate::admin::{QueueEntry, UserInfo};
 use crate::config::Config;
+use crate::queue_control::{self, Change, HistoryEntry, HistoryFilter};
 
 /// The store, reached through the running daemon or directly.
 #[derive(Debug)]
@@ -95,6 +96,55 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Make pending recipients of `id`, or of every message, due at once.
+    pub fn flush(&self, id: Option<QueueId>) -> Result<Change> {
+        match self {
+            Backend::Api(c) => Ok(c.flush(id)?),
+            Backend::Store(s) => on_runtime(queue_control::flush(s, id)),
+        }
+    }
+
+    /// Put the pending recipients of `id` on hold.
+    pub fn hold(&self, id: QueueId) -> Result<Change> {
+        match self {
+            Backend::Api(c) => Ok(c.hold(id)?),
+            Backend::Store(s) => on_runtime(queue_control::hold(s, id)),
+        }
+    }
+
+    /// Release the held recipients of `id`.
+    pub fn release(&self, id: QueueId) -> Result<Change> {
+        match self {
+            Backend::Api(c) => Ok(c.release(id)?),
+            Backend::Store(s) => on_runtime(queue_control::release(s, id)),
+        }
+    }
+
+    /// Remove `id` from the spool without a DSN.
+    pub fn delete(&self, id: QueueId) -> Result<Change> {
+        match self {
+            Backend::Api(c) => Ok(c.delete(id)?),
+            Backend::Store(s) => on_runtime(queue_control::delete(s, id)),
+        }
+    }
+
+    /// History events across all messages, oldest first.
+    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>> {
+        match self {
+            Backend::Api(c) => Ok(c.history(filter)?),
+            Backend::Store(s) => Ok(queue_control::history(s, filter)?),
+        }
+    }
+}
+
+/// Run one of the store's async operations from the synchronous CLI. They need a runtime only
+/// for their blocking-pool calls and group commit, so a small one per call will do.
+fn on_runtime<T>(operation: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    Ok(runtime.block_on(operation)?)
+}
+
 /// The store's user calls are not flushed by themselves (see its durability contract); the CLI
 /// flushes before saying "added", as the daemon does before answering.
 fn durably(store: &Store, result: Result<(), StoreError>) -> Result<()> {
@@ -117,99 +167,4 @@ pub fn open_store(config: &Config) -> Result<Store> {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use crate::admin::tests::{blocking, relay_envelope};
-    use crate::cli::queue::{self, QueueCommand};
-    use crate::cli::user::{self, UserCommand};
-    use crate::testutil::start;
-
-    enum Cmd {
-        User(UserCommand),
-        Queue(QueueCommand),
-    }
-
-    /// Run commands as the CLI would, collecting what each prints or the error it reports.
-    /// The script leaves users as it found them, so it can run twice on one data directory.
-    fn script(backend: &Backend, id: QueueId, gone: QueueId) -> Vec<String> {
-        let name = || "Carol@Example.com".to_string();
-        let commands = vec![
-            Cmd::User(UserCommand::List),
-            Cmd::User(UserCommand::Add { name: name() }),
-            Cmd::User(UserCommand::Add { name: name() }),
-            Cmd::User(UserCommand::Add { name: "bad name".into() }),
-            Cmd::User(UserCommand::List),
-            Cmd::User(UserCommand::Passwd { name: name() }),
-            Cmd::User(UserCommand::Passwd { name: "nobody@example.com".into() }),
-            Cmd::User(UserCommand::Rm { name: name() }),
-            Cmd::User(UserCommand::Rm { name: name() }),
-            Cmd::Queue(QueueCommand::List),
-            Cmd::Queue(QueueCommand::Show { id: id.to_string() }),
-            Cmd::Queue(QueueCommand::Show { id: gone.to_string() }),
-            Cmd::Queue(QueueCommand::Show { id: "00000000000000FF".into() }),
-            Cmd::Queue(QueueCommand::Show { id: "xyz".into() }),
-        ];
-        commands
-            .into_iter()
-            .map(|cmd| {
-                let mut out = Vec::new();
-                let result = match cmd {
-                    Cmd::User(c) => user::execute(backend, c, &mut || Ok("pw".into()), &mut out),
-                    Cmd::Queue(c) => queue::execute(backend, c, &mut out),
-                };
-                match result {
-                    Ok(()) => String::from_utf8(out).unwrap(),
-                    Err(e) => format!("error: {e:#}"),
-                }
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn commands_print_the_same_through_the_api_and_the_store() {
-        let s = start(|_| {}).await;
-        let id = s.store.accept(relay_envelope(), b"Subject: q\r\n\r\nx\r\n".to_vec()).await.unwrap();
-        s.store.record(id, Some("far@remote.example"), "queued for relay").unwrap();
-        let gone = s.store.next_id().unwrap();
-        s.store.record(gone, None, "delivered and removed").unwrap();
-        let config = Config { data_dir: s.dir.path().to_path_buf(), ..Config::default() };
-
-        let c = config.clone();
-        let via_api = blocking(move || {
-            let backend = Backend::open(&c).unwrap();
-            assert!(matches!(backend, Backend::Api(_)), "a running daemon must be used through its API");
-            script(&backend, id, gone)
-        })
-        .await;
-        // The daemon's store handles are gone when it has stopped, so the lock is free.
-        let _dir = s.stop().await;
-
-        let via_store = blocking(move || {
-            let backend = Backend::open(&config).unwrap();
-            assert!(matches!(backend, Backend::Store(_)), "without a daemon the store is opened directly");
-            script(&backend, id, gone)
-        })
-        .await;
-        assert_eq!(via_api, via_store);
-        // Spot checks that the script did what it says.
-        assert_eq!(via_api[1], "added user carol@example.com\n");
-        assert_eq!(via_api[2], "error: user carol@example.com already exists");
-        assert_eq!(via_api[4], "carol@example.com\n");
-        assert_eq!(via_api[6], "error: no such user: nobody@example.com");
-        assert!(via_api[9].ends_with("-- 1 message in the queue\n"), "{}", via_api[9]);
-        assert!(via_api[10].contains("\"env_id\": \"env-1\"") && via_api[10].contains("queued for relay"), "{}", via_api[10]);
-        assert!(via_api[11].contains("no longer queued"), "{}", via_api[11]);
-        assert_eq!(via_api[12], "error: no such message: 00000000000000FF");
-    }
-
-    #[tokio::test]
-    async fn a_daemon_without_its_api_is_named_as_the_holder() {
-        let s = start(|c| c.admin.listen = vec![]).await;
-        let config = Config { data_dir: s.dir.path().to_path_buf(), ..Config::default() };
-        let err = blocking(move || Backend::open(&config).map(drop)).await.unwrap_err();
-        assert!(format!("{err:#}").contains("held by a running `sipmta serve` whose admin API is not reachable"), "{err:#}");
-        s.stop().await;
-    }
-}
+mod tests;

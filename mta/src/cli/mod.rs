@@ -1,10 +1,11 @@
-//! The command line: `sipmta serve`, `check-config`, `user ...`, `queue ...`.
+//! The command line: `sipmta serve`, `check-config`, `user ...`, `queue ...`, `history`.
 //!
 //! Doc comments here are the `--help` text. Each subcommand lives in its own module and
 //! returns `anyhow::Result`; `main` prints the error chain and picks the exit code.
 
 mod backend;
 mod check;
+mod history;
 mod queue;
 mod serve;
 mod user;
@@ -51,9 +52,12 @@ pub enum Command {
     /// Manage SMTP AUTH users (stored with salted password hashes).
     #[command(subcommand)]
     User(user::UserCommand),
-    /// Inspect the mail queue.
+    /// Inspect and control the mail queue.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Show what happened to mail (receptions, attempts, DSNs, operator actions) across all
+    /// messages, oldest first; finished messages included.
+    History(history::HistoryArgs),
 }
 
 /// Run the parsed command line.
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig { file } => return check::run(file.or(cli.config).as_deref()),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
         Command::Queue(cmd) => queue::run(cli.config.as_deref(), cmd),
+        Command::History(args) => history::run(cli.config.as_deref(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
