@@ -47,13 +47,17 @@ pub async fn next_hop(config: &Config, resolver: &Resolver, domain: &str) -> Res
     let relay = &config.relay;
     match relay.transport_for(domain) {
         Transport::Mx => {
-            let dest = resolver.destination(domain).await.map_err(|e| resolve_failure(&e))?;
-            if is_loop(&dest, &own_addresses(config)) {
-                return Err(Answer::local(
-                    554,
-                    "5.4.6",
-                    format!("mail for {domain} loops back to myself (an MX host is one of my listeners)"),
-                ));
+            let mut dest = resolver.destination(domain).await.map_err(|e| resolve_failure(&e))?;
+            // RFC 5321 §5.1: if we are one of the MX hosts, only hosts more preferred than
+            // ourselves may be tried; with none left the mail would loop.
+            let own = own_addresses(config);
+            let is_us =
+                |h: &super::resolve::Host| is_loop(&super::resolve::Destination { hosts: vec![h.clone()], implicit: dest.implicit }, &own);
+            if let Some(ours) = dest.hosts.iter().filter(|h| is_us(h)).map(|h| h.preference).min() {
+                dest.hosts.retain(|h| h.preference < ours && !is_us(h));
+                if dest.hosts.is_empty() {
+                    return Err(Answer::local(554, "5.4.6", format!("mail for {domain} loops back to myself (I am its best MX host)")));
+                }
             }
             let mut names: Vec<&str> = dest.hosts.iter().map(|h| h.name.as_str()).collect();
             names.sort_unstable();

@@ -23,16 +23,24 @@ impl Sink {
     /// Start with extra smtp-sink options (`-f rcpt` answers RCPT with 500 5.3.0, `-r rcpt` with
     /// 450 4.3.0; either also turns PIPELINING off) on a free
     /// port, or on `port` when given (to replace a sink on the same address).
+    /// Start accepting everything on a given address (e.g. 127.0.0.2, another loopback address).
+    pub async fn start_on(addr: SocketAddr) -> Sink {
+        Sink::spawn(&[], addr).await
+    }
+
     pub async fn start(options: &[&str], port: Option<u16>) -> Sink {
-        assert!(std::path::Path::new("/usr/sbin/smtp-sink").exists(), "smtp-sink is missing: run ./tests/run.sh (it installs postfix)");
-        let dir = tempfile::tempdir().unwrap();
-        // smtp-sink drops to `nobody` before writing its dumps.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let port = match port {
             Some(p) => p,
             None => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
         };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        Sink::spawn(options, ([127, 0, 0, 1], port).into()).await
+    }
+
+    async fn spawn(options: &[&str], addr: SocketAddr) -> Sink {
+        assert!(std::path::Path::new("/usr/sbin/smtp-sink").exists(), "smtp-sink is missing: run ./tests/run.sh (it installs postfix)");
+        let dir = tempfile::tempdir().unwrap();
+        // smtp-sink drops to `nobody` before writing its dumps.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let template = format!("{}/msg.", dir.path().display());
         let mut child = Command::new("/usr/sbin/smtp-sink")
             .args(["-u", "nobody", "-d", &template])
