@@ -40,7 +40,7 @@ pub enum StoreError {
     #[error("invalid user name {0:?}: {1}")]
     InvalidUser(String, &'static str),
     /// A queue entry that does not exist.
-    #[error("no such queue entry: {0}")]
+    #[error("no such message: {0}")]
     NoSuchMessage(String),
     /// A blocking task was cancelled or panicked; the operation may not have happened.
     #[error("store task failed: {0}")]

@@ -227,7 +227,8 @@ impl Store {
         Ok(removed)
     }
 
-    /// Remove a finished message from the spool; durable when it returns. The envelope goes
+    /// Remove a message from the spool (finished, or deleted by the operator); durable when it
+    /// returns. The envelope goes
     /// first so a crash in between leaves an orphan that [`Store::open`] cleans up, never an
     /// envelope without its message. History is kept.
     pub async fn remove(&self, id: QueueId) -> Result<()> {

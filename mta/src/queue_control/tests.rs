@@ -155,7 +155,7 @@ async fn unknown_ids_are_errors_naming_them() {
     let id = QueueId(0xFF);
     for result in [flush(&store, Some(id)).await, hold(&store, id).await, release(&store, id).await, delete(&store, id).await] {
         let err = result.unwrap_err();
-        assert_eq!(err.to_string(), "no such queue entry: 00000000000000FF");
+        assert_eq!(err.to_string(), "no such message: 00000000000000FF");
     }
     assert!(store.history(id).unwrap().is_empty(), "nothing is recorded for an unknown id");
     // Flushing an empty queue is not an error.

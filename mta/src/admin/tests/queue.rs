@@ -101,7 +101,7 @@ async fn flush_hold_release_and_delete_reach_the_running_queue_manager() {
     assert!(s.store.message(a).unwrap().is_none());
     assert_eq!(s.store.queue().map(|e| e.unwrap().id).collect::<Vec<_>>(), vec![b], "no DSN was queued");
     let api = c.clone();
-    assert_eq!(api_error(blocking(move || api.hold(a)).await), (404, format!("no such queue entry: {a}")));
+    assert_eq!(api_error(blocking(move || api.hold(a)).await), (404, format!("no such message: {a}")));
 
     // The history tells the story, and outlives the message.
     let api = c.clone();

@@ -240,9 +240,9 @@ async fn commands_print_the_same_through_the_api_and_the_store() {
     assert_eq!(change.recipients(), 1);
     assert_eq!(out("flush all"), format!("flushed {} of {}\n", plural(2, "recipient"), plural(2, "message")));
     assert_eq!(out("delete"), format!("deleted {second} without a DSN (1 recipient undelivered)\n"));
-    assert_eq!(out("delete again"), format!("error: no such queue entry: {second}"));
-    assert_eq!(out("flush unknown"), "error: no such queue entry: 00000000000000FF");
-    assert_eq!(out("hold unknown"), "error: no such queue entry: 00000000000000FF");
+    assert_eq!(out("delete again"), format!("error: no such message: {second}"));
+    assert_eq!(out("flush unknown"), "error: no such message: 00000000000000FF");
+    assert_eq!(out("hold unknown"), "error: no such message: 00000000000000FF");
     assert!(out("release bad id").starts_with("error: \"xyz\" is not a queue id"), "{}", out("release bad id"));
     let change: Change = serde_json::from_str(out("delete json")).unwrap();
     assert_eq!(change.messages[0].recipients, vec!["far@remote.example".to_string()]);
