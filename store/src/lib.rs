@@ -18,11 +18,17 @@
 //! The message is written before its envelope, and the envelope is the commit record: a message
 //! without an envelope is a reception that never got its `250`, and [`Store::open`] removes it.
 //!
+//! Message bodies are files in `spool/`, each fsynced before its envelope is written (see
+//! [`spool`] for why sled alone is not enough). A commit flushes sled, then `fdatasync`s its
+//! database file (sled's own flush ends in `sync_file_range`, which is no durability promise)
+//! and the spool directory, so one commit covers every write before it.
+//!
 //! sled calls that may block on IO run on tokio's blocking pool in the async methods. Corrupt
 //! records are reported as [`StoreError::Corrupt`], never as a panic.
 
 mod disk;
 mod error;
+mod spool;
 mod types;
 mod users;
 
@@ -58,6 +64,9 @@ struct Inner {
     users: sled::Tree,
     history: sled::Tree,
     tracking: sled::Tree,
+    spool: spool::Spool,
+    /// sled's data file, fdatasync'ed at each commit.
+    db_file: std::fs::File,
     /// Group commit: number of commits requested so far ...
     requested: AtomicU64,
     /// ... and the request count covered by the last completed flush.
@@ -81,13 +90,32 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::Io { context: format!("creating data directory {}", dir.display()), source })?;
         let db_path = dir.join("db");
-        let db = sled::Config::new().path(&db_path).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => StoreError::Locked(db_path.clone()),
-            other => StoreError::Db(other),
-        })?;
+        // sled's flusher thread holds the lock for up to one flush interval (500 ms) after the
+        // last handle is dropped, so a store closed a moment ago (a daemon that just exited, a
+        // test reopening) can look locked: wait for that before calling it in use.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            // A larger segment keeps sled's log records inline: records over a quarter segment
+            // would go to blob files that sled never syncs.
+            match sled::Config::new().path(&db_path).segment_size(8 << 20).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(ref io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked(db_path.clone()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(other) => return Err(StoreError::Db(other)),
+            }
+        };
+        let io = |context: String| move |source| StoreError::Io { context, source };
+        let spool = spool::Spool::open(&dir.join("spool")).map_err(io(format!("opening the spool in {}", dir.display())))?;
+        let db_file = std::fs::File::open(db_path.join("db")).map_err(io(format!("opening {}", db_path.join("db").display())))?;
         let store = Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                spool,
+                db_file,
                 messages: db.open_tree(MESSAGES)?,
                 envelopes: db.open_tree(ENVELOPES)?,
                 users: db.open_tree(USERS)?,
@@ -104,17 +132,26 @@ impl Store {
     }
 
     fn recover(&self) -> Result<Recovery> {
+        let io = |source| StoreError::Io { context: "recovering the spool".into(), source };
         let mut recovery = Recovery { queued: self.inner.envelopes.len(), ..Recovery::default() };
-        for item in self.inner.messages.iter().keys() {
-            let key = item?;
-            if !self.inner.envelopes.contains_key(&key)? {
-                self.inner.messages.remove(&key)?;
+        // Spools written before message bodies moved to files: move them out of sled.
+        for item in self.inner.messages.iter() {
+            let (key, bytes) = item?;
+            if let Some(id) = QueueId::from_key(&key)
+                && self.inner.envelopes.contains_key(&key)?
+            {
+                self.inner.spool.write(id, &bytes).map_err(io)?;
+            }
+            self.inner.messages.remove(&key)?;
+        }
+        self.inner.spool.sync_dir().map_err(io)?;
+        for id in self.inner.spool.ids().map_err(io)? {
+            if !self.inner.envelopes.contains_key(id.key())? {
+                self.inner.spool.remove(id).map_err(io)?;
                 recovery.orphans_removed += 1;
             }
         }
-        if recovery.orphans_removed > 0 {
-            self.flush()?;
-        }
+        self.flush()?;
         Ok(recovery)
     }
 
@@ -133,7 +170,7 @@ impl Store {
         loop {
             let counter = self.inner.db.generate_id()? & 0xFFFF_FFFF;
             let id = QueueId((now() << 32) | counter);
-            if !self.inner.envelopes.contains_key(id.key())? && !self.inner.messages.contains_key(id.key())? {
+            if !self.inner.envelopes.contains_key(id.key())? && self.inner.spool.read(id).ok().flatten().is_none() {
                 return Ok(id);
             }
         }
@@ -148,7 +185,7 @@ impl Store {
             let id = if envelope.id == QueueId(0) { this.next_id()? } else { envelope.id };
             envelope.id = id;
             envelope.size = message.len() as u64;
-            this.inner.messages.insert(id.key(), message)?;
+            this.inner.spool.write(id, &message).map_err(|source| StoreError::Io { context: format!("spooling message {id}"), source })?;
             this.inner.envelopes.insert(id.key(), encode(&envelope))?;
             Ok(id)
         })
@@ -215,7 +252,6 @@ impl Store {
                     return Ok(false);
                 }
                 if this.inner.envelopes.compare_and_swap(id.key(), Some(&old), None as Option<&[u8]>)?.is_ok() {
-                    this.inner.messages.remove(id.key())?;
                     return Ok(true);
                 }
             }
@@ -223,6 +259,7 @@ impl Store {
         .await?;
         if removed {
             self.commit().await?;
+            self.unlink(id).await?;
         }
         Ok(removed)
     }
@@ -235,11 +272,18 @@ impl Store {
         let this = self.clone();
         blocking(move || {
             this.inner.envelopes.remove(id.key())?;
-            this.inner.messages.remove(id.key())?;
             Ok(())
         })
         .await?;
-        self.commit().await
+        self.commit().await?;
+        self.unlink(id).await
+    }
+
+    /// Delete a message file once its envelope's removal is durable.
+    async fn unlink(&self, id: QueueId) -> Result<()> {
+        let this = self.clone();
+        blocking(move || this.inner.spool.remove(id).map_err(|source| StoreError::Io { context: format!("removing message {id}"), source }))
+            .await
     }
 
     /// The envelope of a queued message.
@@ -252,7 +296,7 @@ impl Store {
 
     /// The stored message (with our Received header) of a queued message.
     pub fn message(&self, id: QueueId) -> Result<Option<Vec<u8>>> {
-        Ok(self.inner.messages.get(id.key())?.map(|v| v.to_vec()))
+        self.inner.spool.read(id).map_err(|source| StoreError::Io { context: format!("reading message {id}"), source })
     }
 
     /// Every queued envelope in id order. A corrupt record is returned as an error in its place
@@ -344,15 +388,22 @@ impl Store {
             return Ok(());
         }
         let covered = self.inner.requested.load(Ordering::SeqCst);
-        let db = self.inner.db.clone();
-        blocking(move || db.flush().map(|_| ()).map_err(StoreError::from)).await?;
+        let this = self.clone();
+        blocking(move || this.flush()).await?;
         self.inner.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
 
-    /// Flush synchronously (for the CLI and shutdown, outside the async paths).
+    /// Make every write so far durable, synchronously (the CLI and shutdown use it directly;
+    /// [`Store::commit`] shares it between concurrent callers).
     pub fn flush(&self) -> Result<()> {
+        let io = |what: &str| {
+            let context = format!("syncing {what}");
+            move |source| StoreError::Io { context, source }
+        };
         self.inner.db.flush()?;
+        self.inner.db_file.sync_data().map_err(io("the database"))?;
+        self.inner.spool.sync_dir().map_err(io("the spool directory"))?;
         Ok(())
     }
 

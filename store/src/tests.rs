@@ -56,12 +56,13 @@ async fn orphan_messages_are_removed_at_open() {
     {
         let (store, _) = Store::open(dir.path()).unwrap();
         // A reception interrupted after the message but before its envelope was written.
-        store.inner.messages.insert(QueueId(42).key(), b"half".to_vec()).unwrap();
+        store.inner.spool.write(QueueId(42), b"half").unwrap();
         store.flush().unwrap();
     }
     let (store, rec) = Store::open(dir.path()).unwrap();
     assert_eq!(rec.orphans_removed, 1);
     assert!(store.message(QueueId(42)).unwrap().is_none());
+    assert!(!dir.path().join("spool").join(QueueId(42).to_string()).exists());
 }
 
 #[tokio::test]
@@ -170,9 +171,11 @@ async fn next_id_never_returns_a_spooled_id() {
     for offset in 1..=3 {
         store.inner.envelopes.insert(QueueId(taken.0 + offset).key(), b"{}".to_vec()).unwrap();
     }
-    for _ in 0..3 {
+    store.inner.spool.write(QueueId(taken.0 + 4), b"a message file without its envelope yet").unwrap();
+    for _ in 0..4 {
         let id = store.next_id().unwrap();
         assert!(store.inner.envelopes.get(id.key()).unwrap().is_none(), "{id} is taken");
+        assert!(store.message(id).unwrap().is_none(), "{id} has a file");
     }
 }
 
@@ -226,4 +229,26 @@ async fn tracking_outlives_the_spool_entry() {
     assert_eq!(t.id, id);
     assert_eq!(t.sender, "a@example.org");
     assert!(store.tracked("unknown").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn messages_live_in_spool_files_and_old_spools_are_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, old) = {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let id = store.accept(envelope(&["a@localhost"]), vec![b'x'; 300_000]).await.unwrap();
+        assert_eq!(std::fs::metadata(dir.path().join("spool").join(id.to_string())).unwrap().len(), 300_000);
+        // A message stored the old way, inside sled, with its envelope.
+        let old = QueueId(7);
+        store.inner.envelopes.insert(old.key(), encode(&Envelope { id: old, ..envelope(&["b@localhost"]) })).unwrap();
+        store.inner.messages.insert(old.key(), b"old style".to_vec()).unwrap();
+        store.flush().unwrap();
+        (id, old)
+    };
+    let (store, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(store.message(id).unwrap().unwrap().len(), 300_000);
+    assert_eq!(store.message(old).unwrap().unwrap(), b"old style");
+    assert!(store.inner.messages.is_empty(), "moved out of sled");
+    store.remove(id).await.unwrap();
+    assert!(!dir.path().join("spool").join(id.to_string()).exists());
 }
