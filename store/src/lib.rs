@@ -170,7 +170,7 @@ impl Store {
         loop {
             let counter = self.inner.db.generate_id()? & 0xFFFF_FFFF;
             let id = QueueId((now() << 32) | counter);
-            if !self.inner.envelopes.contains_key(id.key())? && self.inner.spool.read(id).ok().flatten().is_none() {
+            if !self.inner.envelopes.contains_key(id.key())? && !self.inner.spool.exists(id) {
                 return Ok(id);
             }
         }

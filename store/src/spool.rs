@@ -51,6 +51,11 @@ impl Spool {
         }
     }
 
+    /// Whether a message file exists (without reading it).
+    pub(crate) fn exists(&self, id: QueueId) -> bool {
+        fs::symlink_metadata(self.path(id)).is_ok()
+    }
+
     /// Remove a message file (gone already is fine).
     pub(crate) fn remove(&self, id: QueueId) -> io::Result<()> {
         match fs::remove_file(self.path(id)) {

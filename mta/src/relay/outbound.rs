@@ -247,15 +247,18 @@ pub use transaction::{Outcome, Txn, TxnRcpt};
 /// (RFC 5321 §4.5.2): a line starting with `.` gets another, and the terminator is `.CRLF`
 /// after a final CRLF (or `CRLF.CRLF` if the message does not end with one).
 pub fn stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut line_start = true;
-    for &b in message {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut rest = message;
+    // Copy whole runs between line starts that begin with a dot; only those get a byte more.
+    if rest.first() == Some(&b'.') {
+        out.push(b'.');
     }
+    while let Some(pos) = memchr::memmem::find(rest, b"\n.") {
+        out.extend_from_slice(&rest[..=pos]);
+        out.push(b'.');
+        rest = &rest[pos + 1..];
+    }
+    out.extend_from_slice(rest);
     if !message.is_empty() && !message.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
