@@ -17,10 +17,10 @@
 #   STALL [30]              fail when the sink receives nothing for this many seconds
 #   QUIET_MAX [0.25]        before each run wait (up to QUIET_WAIT [60] s) until CPU use by
 #   QUIET_WAIT [60]         everything else is below this many cores; recorded either way
-#   MTAS ["postfix sipmta sipmta-fsync"]
-#                           which MTAs to run; sipmta-fsync is the same sipmta binary with
-#                           sled's sync_file_range(2) turned into fdatasync(2) by
-#                           bench/sync_shim.c (LD_PRELOAD), see BENCHMARKS.md "Durability"
+#   MTAS ["postfix sipmta"] which MTAs to run, from: postfix sipmta sipmta-fsync. sipmta-fsync
+#                           is the same sipmta binary with sled's sync_file_range(2) turned
+#                           into fdatasync(2) by bench/sync_shim.c (LD_PRELOAD): a durability
+#                           cross-check for builds that rely on sled's flush (BENCHMARKS.md)
 #   SIPMTA_BIN []           sipmta binary; empty: `cargo build --release -p sipmta` here
 #   SIPMTA_REV []           label for a given SIPMTA_BIN (commit); default: git describe
 #   SIPMTA_LOG [warn]       sipmta log filter (info logs one line per delivery)
@@ -50,7 +50,7 @@ PROBE_RATE=${PROBE_RATE:-10}
 STALL=${STALL:-30}
 QUIET_MAX=${QUIET_MAX:-0.25}
 QUIET_WAIT=${QUIET_WAIT:-60}
-MTAS=${MTAS:-"postfix sipmta sipmta-fsync"}
+MTAS=${MTAS:-"postfix sipmta"}
 SIPMTA_BIN=${SIPMTA_BIN:-}
 SIPMTA_REV=${SIPMTA_REV:-}
 SIPMTA_LOG=${SIPMTA_LOG:-warn}
@@ -422,13 +422,18 @@ out="$RESULTS_DIR/relay-$day.md"
 fs=$(df -PT "$W" | awk 'NR==2 {print $1 " (" $2 ")"}')
 mnt=$(findmnt -no OPTIONS --target "$W" 2>/dev/null || true)
 wcache=$(cat "/sys/block/${DISK%%[0-9]*}/queue/write_cache" 2>/dev/null || echo unknown)
+fstype=$(df -PT "$W" | awk 'NR==2 {print $2}')
+journal=""
+if [ "$fstype" = ext4 ] || [ "$fstype" = ext3 ]; then
+    if ls -d /proc/fs/jbd2/"$DISK"-* >/dev/null 2>&1; then journal=", journal: yes"; else journal=", journal: none (no jbd2 for $DISK)"; fi
+fi
 {
     echo "# Relay benchmark, $START_DATE"
     echo
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
-    echo "- spool disk: $fs under $WORK_PARENT, mount options $mnt, write cache: $wcache"
+    echo "- spool disk: $fs under $WORK_PARENT, mount options $mnt, write cache: $wcache$journal"
     echo "- Postfix $(postconf -h mail_version): private instance, defaults + relayhost, queue files fsynced before 250"
-    echo "- sipmta $SIPMTA_REV: SIPMTA_LOG=$SIPMTA_LOG, [relay] max_connections_per_destination=$SIPMTA_PER_DEST, max_connections=$SIPMTA_MAX_CONN, starttls=none; sipmta-fsync = same binary + bench/sync_shim.c (sync_file_range -> fdatasync)"
+    echo "- sipmta $SIPMTA_REV: SIPMTA_LOG=$SIPMTA_LOG, [relay] max_connections_per_destination=$SIPMTA_PER_DEST, max_connections=$SIPMTA_MAX_CONN, starttls=none$(has_mta sipmta-fsync && echo "; sipmta-fsync = same binary + bench/sync_shim.c (sync_file_range -> fdatasync)")"
     echo "- load: \`smtp-source -s $SESSIONS -m COUNT -l SIZE\` (one connection per message), COUNT = $COUNT_SMALL (<= 10 KiB) / $COUNT_LARGE (larger); $RUNS runs per MTA and size, alternating; warm-up $WARMUP; latency probe $PROBE_RATE msg/s"
     echo "- load average at start: $LOAD_START (other tenants of this machine; see the 'other load' column)"
     echo
