@@ -10,6 +10,8 @@
 //! Today it holds the vocabulary the rest of the workspace already shares: the route kinds and
 //! the domain comparison used to tell local recipients from remote ones.
 
+pub mod number;
+
 use serde::{Deserialize, Serialize};
 
 /// Where one recipient's copy of a message goes.
