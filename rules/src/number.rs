@@ -177,6 +177,7 @@ pub struct Found {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn plan() -> NumberPlan {
