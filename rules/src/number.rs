@@ -127,40 +127,80 @@ impl NumberPlan {
     /// and single separators between digits; it matches only if it is not part of a longer
     /// digit run and its digits form a number under the plan.
     pub fn find(&self, text: &str) -> Vec<Found> {
-        let mut found = Vec::new();
-        let chars: Vec<(usize, char)> = text.char_indices().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            if digit(chars[i].1).is_none() {
-                i += 1;
+        self.find_iter(text).collect()
+    }
+
+    /// [`find`](Self::find) as a lazy iterator: the routing rules want only the first number,
+    /// and a body can be 256 KiB, so nothing is scanned past the match that is used.
+    pub fn find_iter<'p, 't>(&'p self, text: &'t str) -> FindIter<'p, 't> {
+        FindIter { plan: self, text, pos: 0, digits: String::new() }
+    }
+}
+
+/// Iterator over the numbers in a text; see [`NumberPlan::find_iter`].
+#[derive(Debug)]
+pub struct FindIter<'p, 't> {
+    plan: &'p NumberPlan,
+    text: &'t str,
+    /// Byte offset where the search resumes: always just past a digit run (or 0), so a run
+    /// found from here is never preceded by a digit.
+    pos: usize,
+    /// Reused buffer for the ASCII digits of the current run.
+    digits: String,
+}
+
+/// Whether `b` can start a digit: an ASCII digit, or the lead byte `EF` of the full-width
+/// digits `U+FF10..U+FF19` (`EF BC 90..99`), which the caller then checks as a char.
+fn may_start_digit(b: u8) -> bool {
+    b.is_ascii_digit() || b == 0xEF
+}
+
+impl Iterator for FindIter<'_, '_> {
+    type Item = Found;
+
+    fn next(&mut self) -> Option<Found> {
+        let bytes = self.text.as_bytes();
+        while self.pos < bytes.len() {
+            // Skip to the next byte that may start a digit. This loop is the hot path of a
+            // body scan, so it looks at bytes, not decoded chars.
+            let Some(offset) = bytes[self.pos..].iter().position(|&b| may_start_digit(b)) else {
+                self.pos = bytes.len();
+                return None;
+            };
+            let start = self.pos + offset;
+            // `start` is a char boundary: ASCII digits and the lead byte EF are never
+            // continuation bytes.
+            let mut chars = self.text[start..].char_indices().peekable();
+            let Some(d0) = chars.peek().and_then(|&(_, c)| digit(c)) else {
+                self.pos = start + 1;
                 continue;
-            }
-            // A run starts here only if the previous char is not a digit (or a digit+separator
-            // chain, which the previous run already consumed).
-            let start = i;
-            let mut digits = String::new();
-            let mut end = i;
-            while end < chars.len() {
-                let c = chars[end].1;
+            };
+            self.digits.clear();
+            self.digits.push(char::from(b'0' + d0));
+            chars.next();
+            let mut end = self.text.len();
+            while let Some((i, c)) = chars.next() {
                 if let Some(d) = digit(c) {
-                    digits.push(char::from(b'0' + d));
-                    end += 1;
-                } else if separator(c) && end + 1 < chars.len() && digit(chars[end + 1].1).is_some() && digit(chars[end - 1].1).is_some() {
-                    end += 1;
+                    self.digits.push(char::from(b'0' + d));
+                } else if separator(c) && chars.peek().is_some_and(|&(_, n)| digit(n).is_some()) {
+                    // A single separator between two digits belongs to the run.
                 } else {
+                    end = start + i;
                     break;
                 }
             }
-            let byte_start = chars[start].0;
-            let byte_end = chars.get(end).map_or(text.len(), |(b, _)| *b);
-            let plus = start > 0 && matches!(chars[start - 1].1, '+' | '＋');
-            let candidate = if plus { digits.strip_prefix(&self.country_code).map(|r| format!("0{r}")) } else { Some(digits) };
-            if let Some(e164) = candidate.and_then(|n| self.national_to_e164(&n)) {
-                found.push(Found { start: if plus { chars[start - 1].0 } else { byte_start }, end: byte_end, number: e164 });
+            self.pos = end;
+            let before = &self.text[..start];
+            let plus = before.strip_suffix('+').or_else(|| before.strip_suffix('＋'));
+            let national = match plus {
+                Some(_) => self.digits.strip_prefix(self.plan.country_code.as_str()).map(|rest| format!("0{rest}")),
+                None => Some(self.digits.clone()),
+            };
+            if let Some(number) = national.and_then(|n| self.plan.national_to_e164(&n)) {
+                return Some(Found { start: plus.map_or(start, str::len), end, number });
             }
-            i = end.max(i + 1);
         }
-        found
+        None
     }
 }
 
@@ -227,6 +267,104 @@ mod tests {
         assert_eq!(found, ["+815012345678", "+818000009999", "+815011112222"]);
         let f = &plan().find("tel:050-1234-5678.")[0];
         assert_eq!(&"tel:050-1234-5678."[f.start..f.end], "050-1234-5678");
+    }
+
+    #[test]
+    fn runs_edges_and_separators() {
+        let all = |t: &str| -> Vec<String> { plan().find(t).into_iter().map(|f| f.number.0).collect() };
+        assert_eq!(all("05012345678"), ["+815012345678"], "whole text");
+        assert_eq!(all("x05012345678"), ["+815012345678"], "letters do not extend a digit run");
+        assert_eq!(all("050--1234-5678"), Vec::<String>::new(), "a double separator ends the run");
+        assert_eq!(all("050-1234-5678-"), ["+815012345678"], "a trailing separator is not part of it");
+        assert_eq!(all("０５０‐１２３４‐５６７８"), ["+815012345678"], "typographic hyphen");
+        assert_eq!(all("０５０　１２３４　５６７８"), ["+815012345678"], "ideographic space");
+        assert_eq!(all("＋８１　５０　１２３４　５６７８"), ["+815012345678"], "full-width plus");
+        assert_eq!(all("+1 050 1234 5678"), Vec::<String>::new(), "another country's number");
+        assert_eq!(all("2024-050-1234-5678"), Vec::<String>::new(), "glued to a date by a separator");
+        assert_eq!(all("\u{FF}ｱ050-1234-5678ｱ"), ["+815012345678"], "non-digit full-width neighbours");
+    }
+
+    /// The straightforward char-vector scan `find` used before it became an iterator; the
+    /// iterator must agree with it on any text.
+    fn reference_find(p: &NumberPlan, text: &str) -> Vec<Found> {
+        let mut found = Vec::new();
+        let chars: Vec<(usize, char)> = text.char_indices().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            if digit(chars[i].1).is_none() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut digits = String::new();
+            let mut end = i;
+            while end < chars.len() {
+                let c = chars[end].1;
+                if let Some(d) = digit(c) {
+                    digits.push(char::from(b'0' + d));
+                    end += 1;
+                } else if separator(c) && end + 1 < chars.len() && digit(chars[end + 1].1).is_some() && digit(chars[end - 1].1).is_some() {
+                    end += 1;
+                } else {
+                    break;
+                }
+            }
+            let byte_end = chars.get(end).map_or(text.len(), |(b, _)| *b);
+            let plus = start > 0 && matches!(chars[start - 1].1, '+' | '＋');
+            let candidate = if plus { digits.strip_prefix(&p.country_code).map(|r| format!("0{r}")) } else { Some(digits) };
+            if let Some(e164) = candidate.and_then(|n| p.national_to_e164(&n)) {
+                found.push(Found { start: if plus { chars[start - 1].0 } else { chars[start].0 }, end: byte_end, number: e164 });
+            }
+            i = end.max(i + 1);
+        }
+        found
+    }
+
+    #[test]
+    fn iterator_agrees_with_the_reference_scan() {
+        // Texts built from the characters that matter, by a fixed xorshift sequence.
+        const ALPHABET: [&str; 19] = [
+            "0",
+            "5",
+            "8",
+            "1",
+            "-",
+            " ",
+            ".",
+            "+",
+            "＋",
+            "０",
+            "５",
+            "８",
+            "－",
+            "ー",
+            "a",
+            "ｱ",
+            "050-1234-5678",
+            "０８０１２３４５６７８",
+            "81 50 1111 2222",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut hits = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Bias towards digits so that whole numbers come up often.
+                let pick = if x.is_multiple_of(3) { (x >> 8) % 19 } else { [0, 1, 2, 3, 9, 10, 11][((x >> 8) % 7) as usize] };
+                text.push_str(ALPHABET[pick as usize]);
+            }
+            let expected = reference_find(&plan(), &text);
+            hits += usize::from(!expected.is_empty());
+            assert_eq!(plan().find(&text), expected, "{text:?}");
+        }
+        assert!(hits > 50, "the generator must produce real numbers too, got {hits}");
     }
 
     #[test]
