@@ -39,6 +39,24 @@ pub enum StoreError {
     /// A user name that cannot be stored (empty, too long, control characters).
     #[error("invalid user name {0:?}: {1}")]
     InvalidUser(String, &'static str),
+    /// A routing table key, keyword, name or prefix that cannot be stored.
+    #[error("{value:?} is not a valid {what}: {reason}")]
+    InvalidEntry {
+        /// What it should have been ("address", "domain", "keyword", "name", "prefix").
+        what: &'static str,
+        /// What was given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A routing table entry to be removed does not exist.
+    #[error("no such {table}: {key}")]
+    NoSuchEntry {
+        /// "route", "keyword" or "prefix".
+        table: &'static str,
+        /// The key, normalised as it would have been stored.
+        key: String,
+    },
     /// A queue entry that does not exist.
     #[error("no such message: {0}")]
     NoSuchMessage(String),

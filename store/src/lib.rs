@@ -1,4 +1,4 @@
-//! The sipmta store: spool, queue, users and history in one sled database.
+//! The sipmta store: spool, queue, users, history and routing tables in one sled database.
 //!
 //! # Durability contract
 //!
@@ -11,9 +11,10 @@
 //! - [`Store::update`] and [`Store::remove`] are durable the same way when they return.
 //! - Concurrent callers share flushes (group commit, see [`Store::commit`]): a caller waits for
 //!   at most one flush that started after its write, never for a queue of flushes.
-//! - [`Store::record`] (history) and the user calls are written but not flushed; they reach the
-//!   disk with the next commit or within sled's 500 ms. Losing the last half-second of history
-//!   in a crash is acceptable, losing mail is not. The CLI calls [`Store::flush`] before exiting.
+//! - [`Store::record`] (history), the user calls and the routing table calls ([`routing`]) are
+//!   written but not flushed; they reach the disk with the next commit or within sled's 500 ms.
+//!   Losing the last half-second of history in a crash is acceptable, losing mail is not. The
+//!   CLI and the admin API call [`Store::flush`] before they report a change to the operator.
 //!
 //! The message is written before its envelope, and the envelope is the commit record: a message
 //! without an envelope is a reception that never got its `250`, and [`Store::open`] removes it.
@@ -28,6 +29,7 @@
 
 mod disk;
 mod error;
+pub mod routing;
 mod spool;
 mod types;
 mod users;
@@ -37,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use error::StoreError;
+pub use routing::{Imported, Learned, Table, TableEntry};
 pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, Tracked, now};
 pub use users::{UserRecord, normalise_name, verify_password};
 
@@ -64,6 +67,11 @@ struct Inner {
     users: sled::Tree,
     history: sled::Tree,
     tracking: sled::Tree,
+    routes: sled::Tree,
+    keywords: sled::Tree,
+    prefixes: sled::Tree,
+    learned: sled::Tree,
+    meta: sled::Tree,
     spool: spool::Spool,
     /// sled's data file, fdatasync'ed at each commit.
     db_file: std::fs::File,
@@ -121,12 +129,19 @@ impl Store {
                 users: db.open_tree(USERS)?,
                 history: db.open_tree(HISTORY)?,
                 tracking: db.open_tree(TRACKING)?,
+                routes: db.open_tree(routing::ROUTES)?,
+                keywords: db.open_tree(routing::KEYWORDS)?,
+                prefixes: db.open_tree(routing::PREFIXES)?,
+                learned: db.open_tree(routing::LEARNED)?,
+                meta: db.open_tree(routing::META)?,
                 db,
                 requested: AtomicU64::new(0),
                 flushed: AtomicU64::new(0),
                 flush_lock: tokio::sync::Mutex::new(()),
             }),
         };
+        store.seed_prefixes()?;
+        // recover() ends with a flush, which makes the seeded prefixes durable too.
         let recovery = store.recover()?;
         Ok((store, recovery))
     }
