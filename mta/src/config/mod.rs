@@ -7,6 +7,7 @@
 
 mod load;
 mod relay;
+mod routing;
 mod values;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ pub use crate::smtp::data::BareEndings;
 
 pub use load::ConfigErrors;
 pub use relay::{Relay, Smarthost, TlsPolicy, Transport};
+pub use routing::Routing;
 pub use values::{ByteSize, IpNet, Span};
 
 /// The whole configuration file.
@@ -54,6 +56,8 @@ pub struct Config {
     pub admin: Admin,
     /// How mail for other domains leaves: queue, MX, smarthosts, DSNs.
     pub relay: Relay,
+    /// How the routing rules read numbers and messages.
+    pub routing: Routing,
 }
 
 /// One kind of listener.
@@ -170,6 +174,7 @@ impl Default for Config {
             log: Log::default(),
             admin: Admin::default(),
             relay: Relay::default(),
+            routing: Routing::default(),
         }
     }
 }
@@ -316,6 +321,7 @@ impl Config {
             errors.push("limits.max_errors: must be at least 1".into());
         }
         self.relay.validate(&mut errors);
+        self.routing.validate(&mut errors);
         errors
     }
 

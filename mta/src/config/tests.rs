@@ -176,3 +176,17 @@ fn the_admin_api_may_share_port_zero_with_the_listeners() {
     let c = Config::from_toml(&format!("[smtp]\n{any}[submission]\n{any}[admin]\n{any}")).unwrap();
     assert_eq!(c.admin.listen, c.smtp.listen);
 }
+
+#[test]
+fn routing_defaults_and_country_code_checks() {
+    let c = Config::default();
+    assert_eq!((c.routing.country_code.as_str(), c.routing.scan_limit), ("81", ByteSize(256 << 10)));
+    let c = Config::from_toml("[routing]\ncountry_code = \"1\"\nscan_limit = \"1MiB\"\n").unwrap();
+    assert_eq!((c.routing.country_code.as_str(), c.routing.scan_limit), ("1", ByteSize(1 << 20)));
+    for bad in ["", "+81", "0", "081", "8100", "8a"] {
+        let err = Config::from_toml(&format!("[routing]\ncountry_code = {bad:?}\n")).unwrap_err().to_string();
+        assert!(err.contains("routing.country_code") && err.contains("1 to 3 digits"), "{bad:?}: {err}");
+    }
+    let err = Config::from_toml("[routing]\nscan_limit = \"lots\"\n").unwrap_err().to_string();
+    assert!(err.contains("2:14: \"lots\" is not a size"), "{err}");
+}
