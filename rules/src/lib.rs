@@ -1,16 +1,28 @@
 //! Routing decisions for sipmta, with no IO.
 //!
-//! This crate will hold the pure `decide` function of DESIGN.md "Routing rules": given an
-//! envelope, a bounded view of the message and the routing tables (prefixes, address/domain ->
-//! number, keyword -> number, learned numbers), it returns per recipient one [`Route`] and the
-//! evidence that decided it, strongest evidence first. It never touches the network, the disk or
-//! the clock, so it can be unit-tested and fuzzed alone; the store owns the tables and the daemon
-//! feeds them in.
+//! [`decide`] is DESIGN.md "Routing rules" as a pure function: given the envelope's recipients,
+//! a predicate for local domains, a bounded [`MessageView`] of the message and the routing
+//! [`Tables`] (number prefixes, address/domain -> number, keyword -> number, learned numbers), it
+//! returns per recipient one [`Route`] and the [`Evidence`] that decided it, strongest evidence
+//! first. It never touches the network, the disk or the clock, and uses no randomness, so it
+//! can be unit-tested and fuzzed alone; the store owns the tables and the daemon feeds them in.
 //!
-//! Today it holds the vocabulary the rest of the workspace already shares: the route kinds and
-//! the domain comparison used to tell local recipients from remote ones.
+//! Modules: [`number`] (prefixes, E.164, finding numbers in text), [`tables`] (building and
+//! looking up the tables), `keywords` (the multi-pattern keyword matcher), [`message`] (the
+//! parts of a message that are read), [`evidence`] (why), `decide` (the precedence).
 
+mod decide;
+pub mod evidence;
+mod keywords;
+pub mod message;
 pub mod number;
+pub mod tables;
+
+pub use decide::{Decision, decide, needs_message};
+pub use evidence::{AddressPart, Evidence, Examined, Place};
+pub use message::{DEFAULT_SCAN_LIMIT, HeaderField, MessageView};
+pub use number::{E164, NumberPlan, Prefix};
+pub use tables::{Entry, RulesError, TableData, TableName, Tables};
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +54,11 @@ pub fn domain_of(address: &str) -> Option<&str> {
 /// root dot.
 pub fn same_domain(a: &str, b: &str) -> bool {
     a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// A domain in the form tables and domain sets compare: lowercase, no trailing root dot.
+pub(crate) fn normal_domain(domain: &str) -> String {
+    domain.trim_end_matches('.').to_lowercase()
 }
 
 #[cfg(test)]

@@ -133,7 +133,14 @@ impl NumberPlan {
     /// [`find`](Self::find) as a lazy iterator: the routing rules want only the first number,
     /// and a body can be 256 KiB, so nothing is scanned past the match that is used.
     pub fn find_iter<'p, 't>(&'p self, text: &'t str) -> FindIter<'p, 't> {
-        FindIter { plan: self, text, pos: 0, digits: String::new() }
+        self.find_iter_starting_by(text, text.len())
+    }
+
+    /// Like [`find_iter`](Self::find_iter), but only digit runs that start at or before byte
+    /// `last_start` are looked at (a run may still end after it): when something else already
+    /// matched there, the rest of the text need not be read.
+    pub fn find_iter_starting_by<'p, 't>(&'p self, text: &'t str, last_start: usize) -> FindIter<'p, 't> {
+        FindIter { plan: self, text, pos: 0, stop: last_start.saturating_add(1).min(text.len()), digits: String::new() }
     }
 }
 
@@ -145,6 +152,8 @@ pub struct FindIter<'p, 't> {
     /// Byte offset where the search resumes: always just past a digit run (or 0), so a run
     /// found from here is never preceded by a digit.
     pos: usize,
+    /// Digit runs must start before this byte offset.
+    stop: usize,
     /// Reused buffer for the ASCII digits of the current run.
     digits: String,
 }
@@ -160,11 +169,11 @@ impl Iterator for FindIter<'_, '_> {
 
     fn next(&mut self) -> Option<Found> {
         let bytes = self.text.as_bytes();
-        while self.pos < bytes.len() {
+        while self.pos < self.stop {
             // Skip to the next byte that may start a digit. This loop is the hot path of a
             // body scan, so it looks at bytes, not decoded chars.
-            let Some(offset) = bytes[self.pos..].iter().position(|&b| may_start_digit(b)) else {
-                self.pos = bytes.len();
+            let Some(offset) = bytes[self.pos..self.stop].iter().position(|&b| may_start_digit(b)) else {
+                self.pos = self.stop;
                 return None;
             };
             let start = self.pos + offset;
