@@ -8,6 +8,7 @@ pub mod deliver;
 pub mod dsn;
 pub mod logging;
 pub mod queue_control;
+pub mod tables;
 pub mod relay;
 pub mod server;
 pub mod smtp;

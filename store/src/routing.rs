@@ -302,14 +302,16 @@ impl Store {
         }
     }
 
-    /// Add or replace the entry for `key`; returns the entry it replaced. Not flushed.
-    pub fn set_entry(&self, table: Table, key: &str, tel: E164, name: Option<&str>) -> Result<Option<TableEntry>> {
+    /// Add or replace the entry for `key`; returns the entry as stored and the one it
+    /// replaced. Not flushed.
+    pub fn set_entry(&self, table: Table, key: &str, tel: E164, name: Option<&str>) -> Result<(TableEntry, Option<TableEntry>)> {
         let stored = table.key(key)?;
         let entry = TableEntry { key: table.display_key(key)?, tel, name: check_name(name)?, added: now() };
-        match table.tree(self).insert(stored.as_bytes(), encode(&entry))? {
-            Some(old) => decode(table.tree_name(), stored.as_bytes(), &old).map(Some),
-            None => Ok(None),
-        }
+        let replaced = match table.tree(self).insert(stored.as_bytes(), encode(&entry))? {
+            Some(old) => Some(decode(table.tree_name(), stored.as_bytes(), &old)?),
+            None => None,
+        };
+        Ok((entry, replaced))
     }
 
     /// Remove the entry for `key` and return it; [`StoreError::NoSuchEntry`] if there is none.
@@ -374,12 +376,12 @@ impl Store {
         }
     }
 
-    /// Remove a prefix and return its length; [`StoreError::NoSuchEntry`] if there is none.
-    /// Not flushed.
-    pub fn remove_prefix(&self, digits: &str) -> Result<u8> {
+    /// Remove a prefix and return it; [`StoreError::NoSuchEntry`] if there is none. Not
+    /// flushed.
+    pub fn remove_prefix(&self, digits: &str) -> Result<Prefix> {
         let key = ascii_digits(digits.trim());
         match self.inner.prefixes.remove(key.as_bytes())? {
-            Some(old) => decode(PREFIXES, key.as_bytes(), &old),
+            Some(old) => Ok(Prefix { length: decode(PREFIXES, key.as_bytes(), &old)?, digits: key }),
             None => Err(StoreError::NoSuchEntry { table: "prefix", key }),
         }
     }

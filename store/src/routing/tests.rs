@@ -31,7 +31,7 @@ fn default_prefixes_are_seeded_once_and_a_removal_sticks() {
         let store = reopen(dir.path());
         let want = NumberPlan::default().prefixes;
         assert_eq!(store.prefixes().unwrap(), want);
-        assert_eq!(store.remove_prefix("050").unwrap(), 8);
+        assert_eq!(store.remove_prefix("０５０").unwrap(), Prefix { digits: "050".into(), length: 8 });
         store.flush().unwrap();
     }
     let store = reopen(dir.path());
@@ -79,9 +79,10 @@ fn routes_are_added_replaced_removed_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = reopen(dir.path());
-        assert_eq!(store.set_entry(Table::Routes, "ABC@EFG.com", tel("+815012345678"), Some(" Kyoto ")).unwrap(), None);
-        assert_eq!(store.set_entry(Table::Routes, "efg.com.", tel("+818000009999"), None).unwrap(), None);
-        let old = store.set_entry(Table::Routes, "abc@efg.COM", tel("+815011112222"), None).unwrap().unwrap();
+        let (added, replaced) = store.set_entry(Table::Routes, "ABC@EFG.com", tel("+815012345678"), Some(" Kyoto ")).unwrap();
+        assert_eq!((added.key.as_str(), added.name.as_deref(), replaced), ("abc@efg.com", Some("Kyoto"), None));
+        assert_eq!(store.set_entry(Table::Routes, "efg.com.", tel("+818000009999"), None).unwrap().1, None);
+        let old = store.set_entry(Table::Routes, "abc@efg.COM", tel("+815011112222"), None).unwrap().1.unwrap();
         assert_eq!((old.key.as_str(), old.tel.0.as_str(), old.name.as_deref()), ("abc@efg.com", "+815012345678", Some("Kyoto")));
         store.flush().unwrap();
     }
@@ -134,8 +135,8 @@ fn keywords_are_unique_without_regard_to_case_and_keep_their_spelling() {
         let store = reopen(dir.path());
         store.set_entry(Table::Keywords, "KYOTOBRANCHOFFICE", tel("+815012345678"), None).unwrap();
         store.set_entry(Table::Keywords, "京都支店", tel("+815000001111"), None).unwrap();
-        let old = store.set_entry(Table::Keywords, " KyotoBranchOffice ", tel("+815099998888"), None).unwrap();
-        assert_eq!(old.unwrap().key, "KYOTOBRANCHOFFICE");
+        let (new, old) = store.set_entry(Table::Keywords, " KyotoBranchOffice ", tel("+815099998888"), None).unwrap();
+        assert_eq!((new.key.as_str(), old.unwrap().key.as_str()), ("KyotoBranchOffice", "KYOTOBRANCHOFFICE"));
         store.flush().unwrap();
     }
     let store = reopen(dir.path());
