@@ -8,10 +8,10 @@ pub mod deliver;
 pub mod dsn;
 pub mod logging;
 pub mod queue_control;
-pub mod tables;
 pub mod relay;
 pub mod server;
 pub mod smtp;
+pub mod tables;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sipmta_store::{Envelope, QueueId};
+use sipmta_rules::number::Prefix;
+use sipmta_store::{Envelope, QueueId, Table, TableEntry};
 
 use super::http::{self, Parsed, Response, percent_encode};
 use super::{ApiError, Files, NewPassword, NewUser, QueueEntry, UserInfo};
 use crate::queue_control::{Change, HistoryEntry, HistoryFilter};
+use crate::tables::{self, EntrySet, ImportReport, NewEntry, NewPrefix, PrefixRemoved, PrefixSet};
 
 /// How long to wait for a connection to a daemon on this machine.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,6 +26,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest answer accepted (a very long queue listing).
 const MAX_ANSWER: usize = 256 << 20;
+/// Content types of request bodies.
+const JSON: &str = "application/json";
+const CSV: &str = "text/csv; charset=utf-8";
 
 /// What can go wrong talking to the API.
 #[derive(Debug, thiserror::Error)]
@@ -169,15 +174,65 @@ impl Client {
         self.json("GET", &path, None::<&()>)
     }
 
-    /// Send one request and return the status and body as they came, error answers included
-    /// (for tests and diagnostics).
+    /// `GET /routes` or `GET /keywords`.
+    pub fn entries(&self, table: Table) -> Result<Vec<TableEntry>, ClientError> {
+        self.json("GET", &format!("/{}", tables::path(table)), None::<&()>)
+    }
+
+    /// `POST /routes` or `POST /keywords`: add or replace an entry, durable when it returns.
+    pub fn add_entry(&self, table: Table, entry: &NewEntry) -> Result<EntrySet, ClientError> {
+        self.json("POST", &format!("/{}", tables::path(table)), Some(entry))
+    }
+
+    /// `DELETE /routes/{key}` or `DELETE /keywords/{keyword}`: the entry removed.
+    pub fn remove_entry(&self, table: Table, key: &str) -> Result<TableEntry, ClientError> {
+        self.json("DELETE", &format!("/{}/{}", tables::path(table), percent_encode(key)), None::<&()>)
+    }
+
+    /// `POST /routes/import` or `POST /keywords/import` with CSV text: all or nothing.
+    pub fn import(&self, table: Table, csv: &[u8]) -> Result<ImportReport, ClientError> {
+        let path = format!("/{}/import", tables::path(table));
+        let response = self.call_typed("POST", &path, CSV, csv)?;
+        self.decode("POST", &path, &response)
+    }
+
+    /// `GET /routes/export` or `GET /keywords/export`: the CSV text.
+    pub fn export(&self, table: Table) -> Result<String, ClientError> {
+        let path = format!("/{}/export", tables::path(table));
+        let response = self.call_typed("GET", &path, CSV, b"")?;
+        String::from_utf8(response.body)
+            .map_err(|_| ClientError::Protocol { addr: self.addr, detail: format!("{path}: the CSV is not UTF-8") })
+    }
+
+    /// `GET /prefixes`.
+    pub fn prefixes(&self) -> Result<Vec<Prefix>, ClientError> {
+        self.json("GET", "/prefixes", None::<&()>)
+    }
+
+    /// `POST /prefixes`: add a prefix or change its length.
+    pub fn add_prefix(&self, digits: &str, length: u8) -> Result<PrefixSet, ClientError> {
+        self.json("POST", "/prefixes", Some(&NewPrefix { digits: digits.to_owned(), length }))
+    }
+
+    /// `DELETE /prefixes/{digits}`.
+    pub fn remove_prefix(&self, digits: &str) -> Result<PrefixRemoved, ClientError> {
+        self.json("DELETE", &format!("/prefixes/{}", percent_encode(digits)), None::<&()>)
+    }
+
+    /// Send one request with a JSON body and return the status and body as they came, error
+    /// answers included (for tests and diagnostics).
     pub fn raw(&self, method: &str, path: &str, body: &[u8]) -> Result<Response, ClientError> {
+        self.raw_typed(method, path, JSON, body)
+    }
+
+    /// [`Client::raw`] with a body of another type (CSV for imports).
+    pub fn raw_typed(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<Response, ClientError> {
         let io = |source| ClientError::Io { addr: self.addr, source };
         let mut stream = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT).map_err(io)?;
         stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
         let body = (!body.is_empty()).then_some(body);
-        stream.write_all(&http::write_request(method, path, &self.addr.to_string(), &self.token, body)).map_err(io)?;
+        stream.write_all(&http::write_request(method, path, &self.addr.to_string(), &self.token, content_type, body)).map_err(io)?;
         // The daemon closes after its answer (Connection: close), so read to the end.
         let mut answer = Vec::new();
         stream.take(MAX_ANSWER as u64 + 64 * 1024).read_to_end(&mut answer).map_err(io)?;
@@ -195,7 +250,12 @@ impl Client {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Protocol { addr: self.addr, detail: e.to_string() })?,
             None => Vec::new(),
         };
-        let response = self.raw(method, path, &body)?;
+        self.call_typed(method, path, JSON, &body)
+    }
+
+    /// Send a request with a body of `content_type`; error statuses become [`ClientError::Api`].
+    fn call_typed(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<Response, ClientError> {
+        let response = self.raw_typed(method, path, content_type, body)?;
         if response.status >= 400 {
             let message = serde_json::from_slice::<ApiError>(&response.body)
                 .map(|e| e.error)
@@ -207,6 +267,10 @@ impl Client {
 
     fn json<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&impl Serialize>) -> Result<T, ClientError> {
         let response = self.call(method, path, body)?;
+        self.decode(method, path, &response)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, method: &str, path: &str, response: &Response) -> Result<T, ClientError> {
         serde_json::from_slice(&response.body)
             .map_err(|e| ClientError::Protocol { addr: self.addr, detail: format!("unexpected answer to {method} {path}: {e}") })
     }

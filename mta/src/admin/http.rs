@@ -14,7 +14,8 @@ use std::fmt;
 
 /// Largest request head (request line and header fields, with the blank line).
 pub const MAX_HEAD: usize = 16 * 1024;
-/// Largest request body; larger ones are answered `413`.
+/// Largest request body; larger ones are answered `413`. Endpoints may allow more (see
+/// [`parse_request_with`]).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The outcome of parsing a buffer that may hold only the start of a message.
@@ -31,7 +32,7 @@ pub enum Parsed<T> {
 pub enum HttpError {
     /// The head exceeds [`MAX_HEAD`] (RFC 6585 §5: `431`).
     HeadTooLarge,
-    /// `Content-Length` exceeds the limit (`413`).
+    /// `Content-Length` exceeds the endpoint's limit (`413`).
     BodyTooLarge,
     /// The request or status line is malformed.
     BadStartLine,
@@ -63,7 +64,7 @@ impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HttpError::HeadTooLarge => "request header fields too large (16 KiB at most)",
-            HttpError::BodyTooLarge => "request body too large (64 KiB at most)",
+            HttpError::BodyTooLarge => "request body too large for this endpoint (64 KiB at most; table imports 16 MiB)",
             HttpError::BadStartLine => "malformed request line",
             HttpError::BadVersion => "only HTTP/1.1 and HTTP/1.0 are supported",
             HttpError::BadHeader => "malformed header field",
@@ -118,8 +119,19 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
-/// Parse a request from the start of `buf`.
+fn header_in<'a>(headers: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+}
+
+/// Parse a request from the start of `buf`, with bodies up to [`MAX_BODY`].
 pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, HttpError> {
+    parse_request_with(buf, &|_| MAX_BODY)
+}
+
+/// Parse a request from the start of `buf`; `body_limit` sees the request without its body
+/// (method, path, headers) and says how large a body it may have, so one endpoint can take
+/// more than the others without every connection being allowed to buffer that much.
+pub fn parse_request_with(buf: &[u8], body_limit: &dyn Fn(&Request) -> usize) -> Result<Parsed<Request>, HttpError> {
     let Some(Head { start, headers, len: head_len }) = parse_head(buf, MAX_HEAD)? else {
         return Ok(Parsed::Incomplete);
     };
@@ -133,16 +145,17 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, HttpError> {
     }
     check_version(version)?;
     let len = body_length(&headers)?.unwrap_or(0);
-    if len > MAX_BODY {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // A fragment is never sent (RFC 9112 §3.2.1); drop one rather than take it as query.
+    let query = query.split('#').next().unwrap_or_default();
+    let mut request = Request { method: method.to_owned(), path: path.to_owned(), query: query.to_owned(), headers, body: Vec::new() };
+    if len > body_limit(&request) {
         return Err(HttpError::BodyTooLarge);
     }
     let Some(body) = buf.get(head_len..head_len + len) else {
         return Ok(Parsed::Incomplete);
     };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    // A fragment is never sent (RFC 9112 §3.2.1); drop one rather than take it as query.
-    let query = query.split('#').next().unwrap_or_default();
-    let request = Request { method: method.to_owned(), path: path.to_owned(), query: query.to_owned(), headers, body: body.to_vec() };
+    request.body = body.to_vec();
     Ok(Parsed::Complete(request, head_len + len))
 }
 
@@ -266,10 +279,11 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// A whole response: status line, the headers every answer carries, `extra` headers, body.
-/// `Connection: close` because each connection serves one request.
+/// `Connection: close` because each connection serves one request. A body is JSON unless
+/// `extra` names another `Content-Type`.
 pub fn write_response(status: u16, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-    if !body.is_empty() {
+    if !body.is_empty() && header_in(extra, "content-type").is_none() {
         out.push_str("Content-Type: application/json\r\n");
     }
     for (name, value) in extra {
@@ -281,12 +295,13 @@ pub fn write_response(status: u16, extra: &[(&str, &str)], body: &[u8]) -> Vec<u
     bytes
 }
 
-/// A whole request with a bearer token; `path` must already be percent-encoded.
-pub fn write_request(method: &str, path: &str, host: &str, token: &str, body: Option<&[u8]>) -> Vec<u8> {
+/// A whole request with a bearer token; `path` must already be percent-encoded. A body is
+/// sent as `content_type`.
+pub fn write_request(method: &str, path: &str, host: &str, token: &str, content_type: &str, body: Option<&[u8]>) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n");
     let body = body.unwrap_or_default();
     if !body.is_empty() {
-        out.push_str("Content-Type: application/json\r\n");
+        out.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
     out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let mut bytes = out.into_bytes();
@@ -456,6 +471,27 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_may_allow_a_larger_body() {
+        let big = |path: &str| {
+            let mut wire = format!("POST {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1).into_bytes();
+            wire.extend(std::iter::repeat_n(b'x', MAX_BODY + 1));
+            wire
+        };
+        let limit = |r: &Request| if r.path == "/big" { 2 * MAX_BODY } else { MAX_BODY };
+        assert!(matches!(parse_request_with(&big("/big"), &limit), Ok(Parsed::Complete(r, _)) if r.body.len() == MAX_BODY + 1));
+        assert_eq!(parse_request_with(&big("/small"), &limit), Err(HttpError::BodyTooLarge));
+        // The limit is applied from the head alone, before the body arrives.
+        let head = format!("POST /small HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        assert_eq!(parse_request_with(head.as_bytes(), &limit), Err(HttpError::BodyTooLarge));
+    }
+
+    #[test]
+    fn a_response_may_name_its_content_type() {
+        let text = String::from_utf8(write_response(200, &[("Content-Type", "text/csv; charset=utf-8")], b"a,b\n")).unwrap();
+        assert!(text.contains("Content-Type: text/csv; charset=utf-8\r\n") && !text.contains("application/json"), "{text}");
+    }
+
+    #[test]
     fn responses_round_trip() {
         let wire = write_response(409, &[("Allow", "GET")], br#"{"error":"x"}"#);
         let text = String::from_utf8(wire.clone()).unwrap();
@@ -477,10 +513,11 @@ mod tests {
 
     #[test]
     fn requests_written_by_the_client_parse_on_the_server() {
-        let wire = write_request("POST", "/users", "127.0.0.1:8025", "t0k", Some(b"{}"));
+        let wire = write_request("POST", "/users", "127.0.0.1:8025", "t0k", "application/json", Some(b"{}"));
         let r = request(&wire);
         assert_eq!((r.method.as_str(), r.path.as_str(), r.body.as_slice()), ("POST", "/users", &b"{}"[..]));
         assert_eq!(r.header("authorization"), Some("Bearer t0k"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The admin API: what `sipmta user ...` and `sipmta queue ...` use while the daemon holds the
-//! store (sled lets only one process open it). DESIGN.md "Operations".
+//! The admin API: what `sipmta user ...`, `queue ...`, `route ...`, `keyword ...` and
+//! `prefix ...` use while the daemon holds the store (sled lets only one process open it).
+//! DESIGN.md "Operations".
 //!
 //! - [`http`]: the sans-IO HTTP/1.1 subset both sides speak;
 //! - [`server`]: the daemon's listener (bound in `Server::start`, served in `Server::run`);
@@ -19,7 +20,10 @@
 //! Unix seconds or a duration ago such as `2h`), and the queue changes, each answered with a
 //! [`crate::queue_control::Change`] once durable, after which the queue manager is woken:
 //! `POST /queue/flush` (every message), `POST /queue/{id}/flush`, `POST /queue/{id}/hold`,
-//! `POST /queue/{id}/release`, `DELETE /queue/{id}` (no DSN). Names in paths and queries are
+//! `POST /queue/{id}/release`, `DELETE /queue/{id}` (no DSN). The routing tables:
+//! `GET|POST /routes`, `DELETE /routes/{key}`, `POST /routes/import` (CSV body, up to 16 MiB),
+//! `GET /routes/export` (CSV), the same under `/keywords`, and `GET|POST /prefixes`,
+//! `DELETE /prefixes/{digits}` (see `server::tables`). Names in paths and queries are
 //! percent-encoded.
 
 pub mod client;

@@ -8,7 +8,11 @@
 //! A queue change (flush, hold, release, delete) is made by [`crate::queue_control`], durable
 //! before it is answered, and then the queue manager is woken with each message changed so it
 //! reschedules them at once.
-//! Internal errors reach the client as a bland `500`; the detail goes to the log.
+//! A routing table change ([`tables`]) is checked and made by [`crate::tables`] and durable
+//! before it is answered. Internal errors reach the client as a bland `500`; the detail goes to
+//! the log.
+
+mod tables;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
+use self::tables::Endpoint;
 use super::http::{self, HttpError, Parsed, Request};
 use super::{ApiError, Files, NewPassword, NewUser, QueueEntry, UserInfo};
 use crate::queue_control::{self, Action, Change, HistoryFilter};
@@ -105,10 +110,11 @@ impl AdminServer {
 
     /// Serve until `stop` turns true, let requests in progress finish (within a bound), then
     /// remove the token and address files. `wake` is the queue manager's channel: queue changes
-    /// send it the id of each message changed.
-    pub async fn run(self, store: Store, wake: mpsc::UnboundedSender<QueueId>, stop: watch::Receiver<bool>) {
+    /// send it the id of each message changed. `country_code` (config `routing.country_code`)
+    /// completes the number plan that numbers given for the routing tables are checked with.
+    pub async fn run(self, store: Store, country_code: String, wake: mpsc::UnboundedSender<QueueId>, stop: watch::Receiver<bool>) {
         let AdminServer { listeners, token, files } = self;
-        let shared = Arc::new(Shared { store, token, wake });
+        let shared = Arc::new(Shared { store, token, wake, country_code });
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let refusals = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut loops = tokio::task::JoinSet::new();
@@ -132,6 +138,7 @@ struct Shared {
     store: Store,
     token: Token,
     wake: mpsc::UnboundedSender<QueueId>,
+    country_code: String,
 }
 
 async fn accept_loop(
@@ -183,7 +190,7 @@ async fn accept_loop(
 /// one being handled is finished.
 async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>) {
     let read = tokio::select! {
-        r = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)) => r,
+        r = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream, &shared.token)) => r,
         () = crate::server::stopped(&mut stop) => {
             // No lingering here: shutdown should not wait on a client that sent nothing.
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer(503, &[], &error_body("the daemon is shutting down")))).await;
@@ -237,12 +244,13 @@ enum Read {
 }
 
 /// Read until a whole request is buffered. `Ok(None)` if the client closed first. The parser
-/// refuses a head or body beyond its limits, so the buffer stays bounded.
-async fn read_request(stream: &mut TcpStream) -> Result<Option<Request>, Read> {
+/// refuses a head or body beyond its limits ([`body_limit`]), so the buffer stays bounded.
+async fn read_request(stream: &mut TcpStream, token: &Token) -> Result<Option<Request>, Read> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
+    let limit = |request: &Request| body_limit(request, token);
     loop {
-        match http::parse_request(&buf).map_err(Read::Http)? {
+        match http::parse_request_with(&buf, &limit).map_err(Read::Http)? {
             Parsed::Complete(request, _) => return Ok(Some(request)),
             Parsed::Incomplete => {}
         }
@@ -252,6 +260,23 @@ async fn read_request(stream: &mut TcpStream) -> Result<Option<Request>, Read> {
         }
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
+}
+
+/// The largest body a request may have: [`tables::MAX_IMPORT`] for a table import that carries
+/// the right token, [`http::MAX_BODY`] for everything else. The token is checked here, before
+/// the body is read, so only the operator can make the daemon buffer that much.
+fn body_limit(request: &Request, token: &Token) -> usize {
+    if tables::is_import(request) && presented_token(request).is_some_and(|t| token.verify(t)) {
+        tables::MAX_IMPORT
+    } else {
+        http::MAX_BODY
+    }
+}
+
+/// The bearer token a request presents. The scheme is case-insensitive (RFC 9110 §11.1).
+fn presented_token(request: &Request) -> Option<&str> {
+    let (scheme, token) = request.header("authorization")?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// An answer before it is written.
@@ -307,6 +332,7 @@ enum Route {
     Message(String),
     Control(String, Action),
     History,
+    Table(Endpoint),
 }
 
 impl Route {
@@ -319,6 +345,7 @@ impl Route {
             Route::Queue | Route::History => "GET",
             Route::Message(_) => "GET, DELETE",
             Route::FlushAll | Route::Control(..) => "POST",
+            Route::Table(endpoint) => endpoint.allow(),
         }
     }
 }
@@ -342,17 +369,16 @@ fn route(path: &str) -> Result<Route, Reply> {
         ["queue", id, "hold"] => Ok(Route::Control(decode(id)?, Action::Hold)),
         ["queue", id, "release"] => Ok(Route::Control(decode(id)?, Action::Release)),
         ["history"] => Ok(Route::History),
-        _ => Err(not_found()),
+        other => match Endpoint::parse(other, decode) {
+            Some(endpoint) => endpoint.map(Route::Table),
+            None => Err(not_found()),
+        },
     }
 }
 
 /// Check the token, route, act. Never panics: every failure is a [`Reply`].
 async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
-    let presented = request.header("authorization").and_then(|v| {
-        // The scheme is case-insensitive (RFC 9110 §11.1).
-        let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
+    let presented = presented_token(&request);
     if !presented.is_some_and(|t| shared.token.verify(t)) {
         warn!(%peer, method = %request.method, path = %request.path, token = if presented.is_some() { "wrong" } else { "missing" }, "admin request refused: bad token");
         return Reply::error(401, "missing or wrong admin token").with("WWW-Authenticate", "Bearer");
@@ -363,6 +389,11 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
     };
     let store = shared.store.clone();
     let wake = &shared.wake;
+    if let Route::Table(endpoint) = &route
+        && let Some(reply) = tables::handle(&request, endpoint, store.clone(), &shared.country_code).await
+    {
+        return reply;
+    }
     let reply = match (request.method.as_str(), &route) {
         ("GET", Route::Users) => list_users(store).await,
         ("POST", Route::Users) => add_user(store, &request.body).await,
@@ -398,8 +429,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
 fn store_error(e: StoreError) -> Reply {
     match e {
         StoreError::UserExists(_) => Reply::error(409, e.to_string()),
-        StoreError::NoSuchUser(_) | StoreError::NoSuchMessage(_) => Reply::error(404, e.to_string()),
-        StoreError::InvalidUser(..) => Reply::error(400, e.to_string()),
+        StoreError::NoSuchUser(_) | StoreError::NoSuchMessage(_) | StoreError::NoSuchEntry { .. } => Reply::error(404, e.to_string()),
+        StoreError::InvalidUser(..) | StoreError::InvalidEntry { .. } => Reply::error(400, e.to_string()),
         other => {
             error!(error = %other, "admin request failed");
             Reply::error(500, INTERNAL)

@@ -386,3 +386,4 @@ async fn connections_beyond_the_limit_get_503() {
 }
 
 mod queue;
+mod tables;

@@ -102,7 +102,9 @@ impl Server {
             loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
         }
         // Stops with `shutdown`, as the SMTP listeners start refusing.
-        let admin = admin.map(|a| tokio::spawn(a.run(ctx.store.clone(), ctx.accepted.clone(), ctx.shutdown.clone())));
+        let admin = admin.map(|a| {
+            tokio::spawn(a.run(ctx.store.clone(), ctx.config.routing.country_code.clone(), ctx.accepted.clone(), ctx.shutdown.clone()))
+        });
         info!("ready");
         stop.await;
         info!(grace = ?limits.shutdown_grace.0, "shutting down: finishing open transactions");
