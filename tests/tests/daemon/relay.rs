@@ -38,11 +38,14 @@ fn trusted_networks_relay_and_an_unreachable_next_hop_defers() {
     let id = queue_id(&t);
     // The next hop (a closed port) refuses the connection: deferred with the reason and a retry
     // scheduled; nothing bounced. Watched through the running daemon's admin API.
-    let mut text = String::new();
+    let mut shown = serde_json::Value::Null;
     wait_for("the deferral to be recorded", || {
-        text = String::from_utf8_lossy(&cli(&d.config, &["queue", "show", &id], "").stdout).into_owned();
-        text.contains("\"state\": \"deferred\"")
+        shown = queue_show(&d.config, &id);
+        recipient(&shown, "someone@remote.example")["state"] == "deferred"
     });
-    assert!(text.contains("\"route\": \"relay\"") && text.contains("connect to 127.0.0.1[127.0.0.1] failed"), "{text}");
-    assert!(!text.contains("DSN"), "a deferral sends no DSN yet:\n{text}");
+    let r = recipient(&shown, "someone@remote.example");
+    assert_eq!(r["route"]["route"], "relay", "{shown:#}");
+    assert!(r["last_reply"].as_str().unwrap_or_default().contains("connect to 127.0.0.1[127.0.0.1] failed"), "{shown:#}");
+    let history = shown["history"].to_string();
+    assert!(!history.contains("DSN"), "a deferral sends no DSN yet:\n{shown:#}");
 }

@@ -256,6 +256,21 @@ pub fn cli(config: &Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `sipmta queue show ID --json`, parsed: `{"envelope": ..., "history": [...]}`.
+pub fn queue_show(config: &Path, id: &str) -> serde_json::Value {
+    let out = cli(config, &["queue", "show", id, "--json"], "");
+    assert!(out.status.success(), "{}", transcript(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("queue show --json is not JSON ({e}):\n{}", transcript(&out)))
+}
+
+/// The recipient with `address` in a `queue show --json` answer.
+pub fn recipient<'a>(shown: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
+    shown["envelope"]["recipients"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["address"] == address))
+        .unwrap_or_else(|| panic!("no recipient {address} in {shown:#}"))
+}
+
 /// Run swaks against `server` with a 10 s timeout; the transcript is in stdout.
 pub fn swaks(server: SocketAddr, args: &[&str]) -> Output {
     require("swaks");
