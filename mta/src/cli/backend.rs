@@ -5,12 +5,14 @@
 //! which one was used.
 
 use anyhow::{Context, Result, anyhow};
-use sipmta_store::{Envelope, QueueId, Store, StoreError};
+use sipmta_rules::number::Prefix;
+use sipmta_store::{Envelope, QueueId, Store, StoreError, Table, TableEntry};
 
 use crate::admin::client::Client;
 use crate::admin::{QueueEntry, UserInfo};
 use crate::config::Config;
 use crate::queue_control::{self, Change, HistoryEntry, HistoryFilter};
+use crate::tables::{self, EntrySet, ImportReport, NewEntry, PrefixRemoved, PrefixSet};
 
 /// The store, reached through the running daemon or directly.
 #[derive(Debug)]
@@ -134,6 +136,74 @@ impl Backend {
         match self {
             Backend::Api(c) => Ok(c.history(filter)?),
             Backend::Store(s) => Ok(queue_control::history(s, filter)?),
+        }
+    }
+}
+
+/// The routing tables. `country_code` completes the number plan when this process opens the
+/// store itself; a running daemon checks numbers with its own configuration.
+impl Backend {
+    /// Every entry of a table.
+    pub fn entries(&self, table: Table) -> Result<Vec<TableEntry>> {
+        match self {
+            Backend::Api(c) => Ok(c.entries(table)?),
+            Backend::Store(s) => Ok(tables::list(s, table)?),
+        }
+    }
+
+    /// Add or replace an entry; durable when it returns.
+    pub fn add_entry(&self, country_code: &str, table: Table, entry: &NewEntry) -> Result<EntrySet> {
+        match self {
+            Backend::Api(c) => Ok(c.add_entry(table, entry)?),
+            Backend::Store(s) => Ok(tables::add(s, country_code, table, entry)?),
+        }
+    }
+
+    /// Remove an entry and return it; durable when it returns.
+    pub fn remove_entry(&self, table: Table, key: &str) -> Result<TableEntry> {
+        match self {
+            Backend::Api(c) => Ok(c.remove_entry(table, key)?),
+            Backend::Store(s) => Ok(tables::remove(s, table, key)?),
+        }
+    }
+
+    /// Import CSV text, all or nothing; durable when it returns.
+    pub fn import(&self, country_code: &str, table: Table, csv: &[u8]) -> Result<ImportReport> {
+        match self {
+            Backend::Api(c) => Ok(c.import(table, csv)?),
+            Backend::Store(s) => Ok(tables::import(s, country_code, table, csv)?),
+        }
+    }
+
+    /// The table as CSV.
+    pub fn export(&self, table: Table) -> Result<String> {
+        match self {
+            Backend::Api(c) => Ok(c.export(table)?),
+            Backend::Store(s) => Ok(tables::export(s, table)?),
+        }
+    }
+
+    /// The number prefixes.
+    pub fn prefixes(&self) -> Result<Vec<Prefix>> {
+        match self {
+            Backend::Api(c) => Ok(c.prefixes()?),
+            Backend::Store(s) => Ok(tables::prefixes(s)?),
+        }
+    }
+
+    /// Add a prefix or change its length; durable when it returns.
+    pub fn add_prefix(&self, country_code: &str, digits: &str, length: u8) -> Result<PrefixSet> {
+        match self {
+            Backend::Api(c) => Ok(c.add_prefix(digits, length)?),
+            Backend::Store(s) => Ok(tables::add_prefix(s, country_code, digits, length)?),
+        }
+    }
+
+    /// Remove a prefix; durable when it returns.
+    pub fn remove_prefix(&self, country_code: &str, digits: &str) -> Result<PrefixRemoved> {
+        match self {
+            Backend::Api(c) => Ok(c.remove_prefix(digits)?),
+            Backend::Store(s) => Ok(tables::remove_prefix(s, country_code, digits)?),
         }
     }
 }

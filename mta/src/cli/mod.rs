@@ -1,4 +1,5 @@
-//! The command line: `sipmta serve`, `check-config`, `user ...`, `queue ...`, `history`.
+//! The command line: `sipmta serve`, `check-config`, `user ...`, `queue ...`, `history`,
+//! `route ...`, `keyword ...`, `prefix ...`.
 //!
 //! Doc comments here are the `--help` text. Each subcommand lives in its own module and
 //! returns `anyhow::Result`; `main` prints the error chain and picks the exit code.
@@ -6,7 +7,10 @@
 mod backend;
 mod check;
 mod history;
+mod keyword;
+mod prefix;
 mod queue;
+mod route;
 mod serve;
 mod user;
 
@@ -58,6 +62,16 @@ pub enum Command {
     /// Show what happened to mail (receptions, attempts, DSNs, operator actions) across all
     /// messages, oldest first; finished messages included.
     History(history::HistoryArgs),
+    /// The address/domain table: which addresses and domains are reached over the fast path,
+    /// at which IP telephone number.
+    #[command(subcommand)]
+    Route(route::RouteCommand),
+    /// The keyword table: text that, found in an address or a message, routes it to a number.
+    #[command(subcommand)]
+    Keyword(keyword::KeywordCommand),
+    /// The number prefixes that mark IP telephone numbers (050 and 080 by default).
+    #[command(subcommand)]
+    Prefix(prefix::PrefixCommand),
 }
 
 /// Run the parsed command line.
@@ -68,6 +82,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
         Command::Queue(cmd) => queue::run(cli.config.as_deref(), cmd),
         Command::History(args) => history::run(cli.config.as_deref(), args),
+        Command::Route(cmd) => route::run(cli.config.as_deref(), cmd),
+        Command::Keyword(cmd) => keyword::run(cli.config.as_deref(), cmd),
+        Command::Prefix(cmd) => prefix::run(cli.config.as_deref(), cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The admin commands through both backends: the same script runs against a daemon's admin API
-//! and against a copy of the same store opened directly, and must print the same bytes.
+//! and against a copy of the same store opened directly, and must print the same bytes. The
+//! routing table commands are in [`tables`].
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,10 @@ use sipmta_store::{Event, RcptState, Recipient, now};
 use super::*;
 use crate::admin::tests::{blocking, relay_envelope};
 use crate::cli::history::{self, HistoryArgs};
+use crate::cli::keyword::{self, KeywordCommand};
+use crate::cli::prefix::{self, PrefixCommand};
 use crate::cli::queue::{self, Format, QueueCommand};
+use crate::cli::route::{self, RouteCommand};
 use crate::cli::user::{self, UserCommand};
 use crate::queue_control::{HistoryEntry, plural};
 use crate::testutil::{start, start_in};
@@ -19,6 +23,9 @@ enum Cmd {
     User(UserCommand),
     Queue(QueueCommand),
     History(HistoryArgs),
+    Route(RouteCommand),
+    Keyword(KeywordCommand),
+    Prefix(PrefixCommand),
 }
 
 /// The messages the script works on.
@@ -37,12 +44,13 @@ const JSON: Format = Format { json: true };
 
 /// Run commands as the CLI would, collecting what each prints or the error it reports, under
 /// a label for the checks. The script leaves users as it found them; it ends with an empty queue.
-fn script(backend: &Backend, seed: Seed) -> Vec<(&'static str, String)> {
+/// `csv` holds the files the import commands read.
+fn script(backend: &Backend, seed: Seed, csv: &Path) -> Vec<(&'static str, String)> {
     let name = || "Carol@Example.com".to_string();
     let (first, second, gone) = (seed.first.to_string(), seed.second.to_string(), seed.gone.to_string());
     let unknown = || "00000000000000FF".to_string();
     let history = |rcpt: Option<&str>, format| Cmd::History(HistoryArgs { rcpt: rcpt.map(str::to_owned), since: None, format });
-    let commands = vec![
+    let mut commands = vec![
         ("user list", Cmd::User(UserCommand::List)),
         ("user add", Cmd::User(UserCommand::Add { name: name() })),
         ("user add again", Cmd::User(UserCommand::Add { name: name() })),
@@ -81,6 +89,8 @@ fn script(backend: &Backend, seed: Seed) -> Vec<(&'static str, String)> {
         ("flush empty queue", Cmd::Queue(QueueCommand::Flush { id: None, format: TEXT })),
         ("list empty", Cmd::Queue(QueueCommand::List { format: TEXT })),
     ];
+    commands.extend(tables::commands(csv));
+    let cc = "81";
     commands
         .into_iter()
         .map(|(label, cmd)| {
@@ -89,9 +99,12 @@ fn script(backend: &Backend, seed: Seed) -> Vec<(&'static str, String)> {
                 Cmd::User(c) => user::execute(backend, c, &mut || Ok("pw".into()), &mut out),
                 Cmd::Queue(c) => queue::execute(backend, c, &mut out),
                 Cmd::History(a) => history::execute(backend, a, &mut out),
+                Cmd::Route(c) => route::execute(backend, cc, c, &mut out),
+                Cmd::Keyword(c) => keyword::execute(backend, cc, c, &mut out),
+                Cmd::Prefix(c) => prefix::execute(backend, cc, c, &mut out),
             };
             let printed = match result {
-                Ok(()) => String::from_utf8(out).unwrap(),
+                Ok(()) => tables::timeless(String::from_utf8(out).unwrap()),
                 Err(e) => format!("error: {e:#}"),
             };
             (label, printed)
@@ -155,6 +168,9 @@ async fn commands_print_the_same_through_the_api_and_the_store() {
     let seed = seed(served.path()).await;
     let direct = tempfile::tempdir().unwrap();
     copy_dir(served.path(), direct.path());
+    let csv = tempfile::tempdir().unwrap();
+    tables::write_files(csv.path());
+    let csv_path = csv.path().to_path_buf();
     // Attempts fail at once and leave the recipients deferred.
     let s = start_in(served, |c| {
         c.relay.transport.insert("remote.example".into(), "[127.0.0.1]:9".into());
@@ -162,10 +178,11 @@ async fn commands_print_the_same_through_the_api_and_the_store() {
     .await;
 
     let config = Config { data_dir: s.dir.path().to_path_buf(), ..Config::default() };
+    let files = csv_path.clone();
     let via_api = blocking(move || {
         let backend = Backend::open(&config).unwrap();
         assert!(matches!(backend, Backend::Api(_)), "a running daemon must be used through its API");
-        script(&backend, seed)
+        script(&backend, seed, &files)
     })
     .await;
     let served = s.stop().await;
@@ -174,7 +191,7 @@ async fn commands_print_the_same_through_the_api_and_the_store() {
     let via_store = blocking(move || {
         let backend = Backend::open(&config).unwrap();
         assert!(matches!(backend, Backend::Store(_)), "without a daemon the store is opened directly");
-        script(&backend, seed)
+        script(&backend, seed, &csv_path)
     })
     .await;
     for (api, store) in via_api.iter().zip(&via_store) {
@@ -248,6 +265,7 @@ async fn commands_print_the_same_through_the_api_and_the_store() {
     assert_eq!(change.messages[0].recipients, vec!["far@remote.example".to_string()]);
     assert_eq!(out("flush empty queue"), "nothing to flush: no queued or deferred recipients in the queue\n");
     assert_eq!(out("list empty"), "-- 0 messages in the queue\n");
+    tables::check(&via_api, csv.path());
 
     // Both stores kept the history of what the operator did.
     for dir in [served.path(), direct.path()] {
@@ -272,3 +290,5 @@ async fn a_daemon_without_its_api_is_named_as_the_holder() {
     assert!(format!("{err:#}").contains("held by a running `sipmta serve` whose admin API is not reachable"), "{err:#}");
     s.stop().await;
 }
+
+mod tables;
