@@ -14,4 +14,5 @@ mod lifecycle;
 mod limits;
 mod relay;
 mod relay_mx;
+mod routes;
 mod smuggling;
