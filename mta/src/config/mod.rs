@@ -337,18 +337,10 @@ impl Config {
 }
 
 /// A plausible DNS name (RFC 1035 §2.3.1 letters, digits, hyphens; we also allow `_` and
-/// non-ASCII labels, which IDNs and internal names use).
+/// non-ASCII labels, which IDNs and internal names use). The store checks routing table domains
+/// by the same rule, and says why one fails.
 pub fn is_domain(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-        })
+    sipmta_store::routing::check_domain(s).is_ok()
 }
 
 #[cfg(test)]
