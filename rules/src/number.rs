@@ -7,6 +7,7 @@
 //! stand alone: digits directly before or after it (`1050-1234-5678`, `050-1234-56789`) mean it
 //! is part of something longer and does not match.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -158,25 +159,18 @@ pub struct FindIter<'p, 't> {
     digits: String,
 }
 
-/// Whether `b` can start a digit: an ASCII digit, or the lead byte `EF` of the full-width
-/// digits `U+FF10..U+FF19` (`EF BC 90..99`), which the caller then checks as a char.
-fn may_start_digit(b: u8) -> bool {
-    b.is_ascii_digit() || b == 0xEF
-}
-
 impl Iterator for FindIter<'_, '_> {
     type Item = Found;
 
     fn next(&mut self) -> Option<Found> {
         let bytes = self.text.as_bytes();
         while self.pos < self.stop {
-            // Skip to the next byte that may start a digit. This loop is the hot path of a
-            // body scan, so it looks at bytes, not decoded chars.
-            let Some(offset) = bytes[self.pos..self.stop].iter().position(|&b| may_start_digit(b)) else {
+            // Skip to the next byte that may start a digit: the hot path of a body scan, so it
+            // looks at eight bytes at a time, not at decoded chars.
+            let Some(start) = crate::scan::next_digit_start(&bytes[..self.stop], self.pos) else {
                 self.pos = self.stop;
                 return None;
             };
-            let start = self.pos + offset;
             // `start` is a char boundary: ASCII digits and the lead byte EF are never
             // continuation bytes.
             let mut chars = self.text[start..].char_indices().peekable();
@@ -201,9 +195,11 @@ impl Iterator for FindIter<'_, '_> {
             self.pos = end;
             let before = &self.text[..start];
             let plus = before.strip_suffix('+').or_else(|| before.strip_suffix('＋'));
-            let national = match plus {
-                Some(_) => self.digits.strip_prefix(self.plan.country_code.as_str()).map(|rest| format!("0{rest}")),
-                None => Some(self.digits.clone()),
+            // Borrowed in the common national case: most digit runs in mail (dates, prices)
+            // are not numbers, and should cost no allocation.
+            let national: Option<Cow<'_, str>> = match plus {
+                Some(_) => self.digits.strip_prefix(self.plan.country_code.as_str()).map(|rest| Cow::Owned(format!("0{rest}"))),
+                None => Some(Cow::Borrowed(&self.digits)),
             };
             if let Some(number) = national.and_then(|n| self.plan.national_to_e164(&n)) {
                 return Some(Found { start: plus.map_or(start, str::len), end, number });
