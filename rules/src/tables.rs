@@ -2,8 +2,10 @@
 //! immutable afterwards, shared between sessions as `Arc<Tables>` by the caller.
 //!
 //! Keys compare without regard to case: address and domain keys are lowercased (Unicode
-//! lowercase, so SMTPUTF8 local parts behave the same as ASCII ones), keywords are matched
-//! ASCII case-insensitively (see [`crate::keywords`]).
+//! lowercase, so SMTPUTF8 local parts behave the same as ASCII ones). Keywords match ASCII
+//! case-insensitively and must not be glued to other ASCII letters or digits: `KYOTO` matches
+//! in `kyoto@x.example` and `KYOTO支店`, not in `TOKYOTOWER` (the private `keywords` module
+//! explains why, and how the matcher stays fast).
 //!
 //! **Address table keys** take three forms, as Postfix's transport(5) table does:
 //! - `abc@efg.com`: that address only;
