@@ -130,13 +130,16 @@ fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> StoreE
     StoreError::InvalidEntry { what, value: value.to_owned(), reason: reason.into() }
 }
 
-/// Check an address (`abc@efg.com`) or a domain (`efg.com`) and return it in lower case, the
-/// form the address table is keyed by. An address needs a local part and a valid domain.
+/// Check an address (`abc@efg.com`), a domain (`efg.com`) or a parent domain (`.efg.com`: its
+/// subdomains, as in Postfix's transport(5) and the rules crate's tables) and return it in
+/// lower case without a trailing dot, the form the address table is keyed by. An address needs
+/// a local part and a valid domain.
 pub fn route_key(key: &str) -> Result<String> {
     let key = key.trim();
     let Some((local, domain)) = key.rsplit_once('@') else {
-        check_domain(key).map_err(|reason| invalid("domain", key, reason))?;
-        return Ok(normalise_domain(key));
+        let (dot, domain) = key.strip_prefix('.').map_or(("", key), |rest| (".", rest));
+        check_domain(domain).map_err(|reason| invalid("domain", key, reason))?;
+        return Ok(format!("{dot}{}", normalise_domain(domain)));
     };
     let bad = |reason: &str| invalid("address", key, reason);
     if local.is_empty() {

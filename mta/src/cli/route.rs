@@ -30,7 +30,8 @@ pub enum RouteCommand {
     /// or E.164 (+81 50 1234 5678), with hyphens, dots, spaces, full-width digits and dashes; it
     /// must match a prefix (`sipmta prefix list`) and is stored in E.164.
     Add {
-        /// An address (abc@efg.com) or a domain (efg.com); compared without regard to case.
+        /// An address (abc@efg.com), a domain (efg.com: its addresses) or a parent domain
+        /// (.efg.com: addresses in its subdomains); compared without regard to case.
         #[arg(value_name = "ADDRESS|DOMAIN")]
         key: String,
         /// The IP telephone number.

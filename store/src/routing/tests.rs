@@ -124,8 +124,13 @@ fn bad_route_keys_and_names_are_refused_with_the_reason() {
     let reason = invalid_reason(store.set_entry(Table::Routes, "efg.com", tel("+815012345678"), Some("a\tb")).unwrap_err());
     assert!(reason.contains("control characters"), "{reason}");
     assert!(store.entries(Table::Routes).unwrap().is_empty());
-    // Japanese domains (IDNs) are domains.
+    // Japanese domains (IDNs) are domains; a leading dot means the subdomains of one.
     store.set_entry(Table::Routes, "京都.example", tel("+815012345678"), Some(&"名".repeat(256))).unwrap();
+    assert_eq!(store.set_entry(Table::Routes, ".EFG.com.", tel("+815012345678"), None).unwrap().0.key, ".efg.com");
+    for key in [".", "..efg.com", "abc@.efg.com"] {
+        let reason = invalid_reason(store.set_entry(Table::Routes, key, tel("+815012345678"), None).unwrap_err());
+        assert!(reason.contains("empty"), "{key}: {reason}");
+    }
 }
 
 #[test]
