@@ -30,7 +30,8 @@ fn world() -> &'static World {
         runtime.spawn(async move { while rx.recv().await.is_some() {} });
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         std::mem::forget(_tx);
-        let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted, shutdown });
+        let routing = Arc::new(sipmta::routing::Routing::new(store.clone(), &config));
+        let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted, shutdown, routing });
         World { runtime, ctx, _dir: dir }
     })
 }

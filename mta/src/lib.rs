@@ -9,6 +9,7 @@ pub mod dsn;
 pub mod logging;
 pub mod queue_control;
 pub mod relay;
+pub mod routing;
 pub mod server;
 pub mod smtp;
 pub mod tables;

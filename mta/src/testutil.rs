@@ -33,7 +33,8 @@ pub(crate) fn session_ctx(adjust: impl FnOnce(&mut Config)) -> SessionCtx {
     let tls = Some(crate::server::tls::acceptor(&config).unwrap());
     let (tx, accepted) = mpsc::unbounded_channel();
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx });
+    let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
+    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx, routing });
     SessionCtx { dir, ctx, accepted, shutdown }
 }
 

@@ -73,6 +73,8 @@ struct Inner {
     learned: sled::Tree,
     meta: sled::Tree,
     spool: spool::Spool,
+    /// Bumped by every routing-table write ([`Store::tables_generation`]).
+    tables_generation: AtomicU64,
     /// sled's data file, fdatasync'ed at each commit.
     db_file: std::fs::File,
     /// Group commit: number of commits requested so far ...
@@ -124,6 +126,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 spool,
                 db_file,
+                tables_generation: AtomicU64::new(0),
                 messages: db.open_tree(MESSAGES)?,
                 envelopes: db.open_tree(ENVELOPES)?,
                 users: db.open_tree(USERS)?,

@@ -314,6 +314,7 @@ impl Store {
             Some(old) => Some(decode(table.tree_name(), stored.as_bytes(), &old)?),
             None => None,
         };
+        self.tables_changed();
         Ok((entry, replaced))
     }
 
@@ -322,7 +323,10 @@ impl Store {
     pub fn remove_entry(&self, table: Table, key: &str) -> Result<TableEntry> {
         let stored = table.key(key)?;
         match table.tree(self).remove(stored.as_bytes())? {
-            Some(old) => decode(table.tree_name(), stored.as_bytes(), &old),
+            Some(old) => {
+                self.tables_changed();
+                decode(table.tree_name(), stored.as_bytes(), &old)
+            }
             None => Err(StoreError::NoSuchEntry { table: table.noun(), key: table.display_key(key)? }),
         }
     }
@@ -354,6 +358,7 @@ impl Store {
             }
             Ok(counts)
         });
+        self.tables_changed();
         result.map_err(transaction_error)
     }
 
@@ -373,7 +378,9 @@ impl Store {
     /// flushed.
     pub fn set_prefix(&self, digits: &str, length: u8) -> Result<Option<u8>> {
         let digits = check_prefix(digits, length)?;
-        match self.inner.prefixes.insert(digits.as_bytes(), encode(&length))? {
+        let previous = self.inner.prefixes.insert(digits.as_bytes(), encode(&length))?;
+        self.tables_changed();
+        match previous {
             Some(old) => decode(PREFIXES, digits.as_bytes(), &old).map(Some),
             None => Ok(None),
         }
@@ -384,7 +391,10 @@ impl Store {
     pub fn remove_prefix(&self, digits: &str) -> Result<Prefix> {
         let key = ascii_digits(digits.trim());
         match self.inner.prefixes.remove(key.as_bytes())? {
-            Some(old) => Ok(Prefix { length: decode(PREFIXES, key.as_bytes(), &old)?, digits: key }),
+            Some(old) => {
+                self.tables_changed();
+                Ok(Prefix { length: decode(PREFIXES, key.as_bytes(), &old)?, digits: key })
+            }
             None => Err(StoreError::NoSuchEntry { table: "prefix", key }),
         }
     }
@@ -413,12 +423,25 @@ impl Store {
             return Err(invalid("address", address, "a learned number belongs to an address, not a domain"));
         }
         self.inner.learned.insert(key.as_bytes(), encode(&Learned { tel, at: now(), evidence: evidence.to_owned() }))?;
+        self.tables_changed();
         Ok(())
     }
 
     /// Forget `address`'s learned number; whether there was one. Not flushed.
     pub fn forget(&self, address: &str) -> Result<bool> {
-        Ok(self.inner.learned.remove(route_key(address)?.as_bytes())?.is_some())
+        let removed = self.inner.learned.remove(route_key(address)?.as_bytes())?.is_some();
+        self.tables_changed();
+        Ok(removed)
+    }
+
+    /// A number that changes whenever a routing table changes in this process, so the daemon
+    /// knows when to rebuild its copy of the tables.
+    pub fn tables_generation(&self) -> u64 {
+        self.inner.tables_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn tables_changed(&self) {
+        self.inner.tables_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -183,6 +183,9 @@ pub struct Recipient {
     /// What a DSN that came back from further down the line said about this recipient.
     #[serde(default)]
     pub remote_dsn: Option<String>,
+    /// Why the route was chosen (the rules' evidence, for `queue show`).
+    #[serde(default)]
+    pub evidence: Option<String>,
 }
 
 impl Recipient {
@@ -201,6 +204,7 @@ impl Recipient {
             delay_notified: false,
             remote_mta: None,
             remote_dsn: None,
+            evidence: None,
         }
     }
 

@@ -204,6 +204,13 @@ impl Client {
             .map_err(|_| ClientError::Protocol { addr: self.addr, detail: format!("{path}: the CSV is not UTF-8") })
     }
 
+    /// `POST /routes/explain?rcpt=...` with an optional message: the daemon's decision.
+    pub fn explain(&self, rcpt: &str, message: Option<&[u8]>) -> Result<crate::routing::Explanation, ClientError> {
+        let path = format!("/routes/explain?rcpt={}", percent_encode(rcpt));
+        let response = self.call_typed("POST", &path, "message/rfc822", message.unwrap_or_default())?;
+        self.decode("POST", &path, &response)
+    }
+
     /// `GET /prefixes`.
     pub fn prefixes(&self) -> Result<Vec<Prefix>, ClientError> {
         self.json("GET", "/prefixes", None::<&()>)

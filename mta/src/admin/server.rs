@@ -12,6 +12,7 @@
 //! before it is answered. Internal errors reach the client as a bland `500`; the detail goes to
 //! the log.
 
+mod explain;
 mod tables;
 
 use std::net::SocketAddr;
@@ -112,9 +113,11 @@ impl AdminServer {
     /// remove the token and address files. `wake` is the queue manager's channel: queue changes
     /// send it the id of each message changed. `country_code` (config `routing.country_code`)
     /// completes the number plan that numbers given for the routing tables are checked with.
-    pub async fn run(self, store: Store, country_code: String, wake: mpsc::UnboundedSender<QueueId>, stop: watch::Receiver<bool>) {
+    pub async fn run(self, ctx: Arc<crate::smtp::Ctx>) {
         let AdminServer { listeners, token, files } = self;
-        let shared = Arc::new(Shared { store, token, wake, country_code });
+        let (store, wake, stop) = (ctx.store.clone(), ctx.accepted.clone(), ctx.shutdown.clone());
+        let country_code = ctx.config.routing.country_code.clone();
+        let shared = Arc::new(Shared { store, token, wake, country_code, ctx });
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let refusals = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut loops = tokio::task::JoinSet::new();
@@ -139,6 +142,8 @@ struct Shared {
     token: Token,
     wake: mpsc::UnboundedSender<QueueId>,
     country_code: String,
+    /// The daemon's context: its config and live routing tables (for `route explain`).
+    ctx: Arc<crate::smtp::Ctx>,
 }
 
 async fn accept_loop(
@@ -266,11 +271,8 @@ async fn read_request(stream: &mut TcpStream, token: &Token) -> Result<Option<Re
 /// the right token, [`http::MAX_BODY`] for everything else. The token is checked here, before
 /// the body is read, so only the operator can make the daemon buffer that much.
 fn body_limit(request: &Request, token: &Token) -> usize {
-    if tables::is_import(request) && presented_token(request).is_some_and(|t| token.verify(t)) {
-        tables::MAX_IMPORT
-    } else {
-        http::MAX_BODY
-    }
+    let large = tables::is_import(request) || explain::is_explain(request);
+    if large && presented_token(request).is_some_and(|t| token.verify(t)) { tables::MAX_IMPORT } else { http::MAX_BODY }
 }
 
 /// The bearer token a request presents. The scheme is case-insensitive (RFC 9110 §11.1).
@@ -389,6 +391,9 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
     };
     let store = shared.store.clone();
     let wake = &shared.wake;
+    if explain::is_explain(&request) {
+        return explain::handle(&request, &shared.ctx).await;
+    }
     if let Route::Table(endpoint) = &route
         && let Some(reply) = tables::handle(&request, endpoint, store.clone(), &shared.country_code).await
     {

@@ -175,6 +175,15 @@ impl Backend {
         }
     }
 
+    /// Why `rcpt` would go where it goes: through the daemon's live tables when it runs,
+    /// otherwise with the store's tables.
+    pub fn explain(&self, config: &Config, rcpt: &str, message: Option<&[u8]>) -> Result<crate::routing::Explanation> {
+        match self {
+            Backend::Api(c) => Ok(c.explain(rcpt, message)?),
+            Backend::Store(s) => crate::routing::explain_from_store(config, s, rcpt, message),
+        }
+    }
+
     /// The table as CSV.
     pub fn export(&self, table: Table) -> Result<String> {
         match self {

@@ -219,9 +219,13 @@ fn recipient(out: &mut dyn Write, r: &Recipient) -> Result<()> {
     let route = match &r.route {
         Route::Local => "local".to_owned(),
         Route::Relay => "relay".to_owned(),
-        Route::Fast { tel } => format!("fast path to {tel}"),
+        // Until the fast path exists (issue 5) such recipients are relayed; the decision stays.
+        Route::Fast { tel } => format!("fast path to {tel} (relayed until the fast path is available)"),
     };
     writeln!(out, "    route:         {route}")?;
+    if let Some(evidence) = &r.evidence {
+        writeln!(out, "    because:       {evidence}")?;
+    }
     writeln!(out, "    notify:        {}", notify(r.notify))?;
     if let Some(orcpt) = &r.orcpt {
         writeln!(out, "    orcpt:         {orcpt}")?;

@@ -17,8 +17,10 @@ use sipmta_store::{Table, TableEntry};
 
 use super::backend::Backend;
 use super::queue::{Format, json};
+use crate::config::Config;
 use crate::queue_control::plural;
 use crate::tables::{self, NewEntry};
+use sipmta_rules::Route;
 
 /// The address/domain table.
 #[derive(Debug, Subcommand)]
@@ -78,10 +80,25 @@ pub enum RouteCommand {
         #[command(flatten)]
         format: Format,
     },
+    /// Show where mail to RCPT would go (local, fast path to a number, or relay) and why.
+    ///
+    /// Uses the running daemon's tables when it runs, else the stored ones. With --message the
+    /// rules may also read that message's To, Cc, Subject, X-Fastpath-Tel and text (DESIGN.md
+    /// "Routing rules" 5 and 6); without it only the address and the tables count.
+    Explain {
+        /// The recipient address.
+        rcpt: String,
+        /// A message (an .eml file, `-` for standard input) to read headers and text from.
+        #[arg(long, value_name = "FILE.eml")]
+        message: Option<PathBuf>,
+        #[command(flatten)]
+        format: Format,
+    },
 }
 
 /// A table command, whichever table it is for.
 pub(super) enum Op {
+    Explain { rcpt: String, message: Option<PathBuf> },
     Add { key: String, number: String, name: Option<String> },
     Rm { key: String },
     List,
@@ -97,6 +114,7 @@ impl RouteCommand {
             RouteCommand::List { format } => (Op::List, format),
             RouteCommand::Import { file, format } => (Op::Import { file }, format),
             RouteCommand::Export { format } => (Op::Export, format),
+            RouteCommand::Explain { rcpt, message, format } => (Op::Explain { rcpt, message }, format),
         }
     }
 }
@@ -104,13 +122,40 @@ impl RouteCommand {
 pub fn run(config: Option<&Path>, cmd: RouteCommand) -> Result<()> {
     let config = super::load_config(config)?;
     let backend = Backend::open(&config)?;
-    execute(&backend, &config.routing.country_code, cmd, &mut std::io::stdout().lock())
+    execute(&backend, &config, cmd, &mut std::io::stdout().lock())
 }
 
-/// Carry out `cmd`, printing to `out`; `country_code` is the configured one.
-pub(super) fn execute(backend: &Backend, country_code: &str, cmd: RouteCommand, out: &mut dyn Write) -> Result<()> {
+/// Carry out `cmd` with the configuration in force, printing to `out`.
+pub(super) fn execute(backend: &Backend, config: &Config, cmd: RouteCommand, out: &mut dyn Write) -> Result<()> {
     let (op, format) = cmd.split();
-    execute_table(backend, country_code, Table::Routes, op, format, out)
+    if let Op::Explain { rcpt, message } = op {
+        return explain(backend, config, &rcpt, message.as_deref(), format, out);
+    }
+    execute_table(backend, &config.routing.country_code, Table::Routes, op, format, out)
+}
+
+/// `route explain`: the decision and its evidence.
+fn explain(backend: &Backend, config: &Config, rcpt: &str, message: Option<&Path>, format: Format, out: &mut dyn Write) -> Result<()> {
+    let message = message.map(read_input).transpose()?;
+    let e = backend.explain(config, rcpt, message.as_deref())?;
+    if format.json {
+        return json(out, &e);
+    }
+    let route = match &e.route {
+        Route::Local => "local delivery".to_owned(),
+        Route::Relay => "relay (hop-by-hop SMTP)".to_owned(),
+        Route::Fast { tel } => match &e.national {
+            Some(n) => format!("fast path to {tel} ({n})"),
+            None => format!("fast path to {tel}"),
+        },
+    };
+    writeln!(out, "recipient: {}", e.rcpt)?;
+    writeln!(out, "route:     {route}")?;
+    writeln!(out, "evidence:  {}", e.evidence)?;
+    if !e.with_message {
+        writeln!(out, "(no --message given: header and body evidence were not considered)")?;
+    }
+    Ok(())
 }
 
 /// Carry out a command on either table.
@@ -168,6 +213,8 @@ pub(super) fn execute_table(
             }
             out.write_all(backend.export(table)?.as_bytes())?;
         }
+        // Only the route table has explain; its command handles it before coming here.
+        Op::Explain { .. } => anyhow::bail!("explain is a route command: sipmta route explain RCPT"),
     }
     Ok(())
 }

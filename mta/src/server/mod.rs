@@ -69,7 +69,8 @@ impl Server {
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone())?);
-        let ctx = Arc::new(Ctx { config, store, tls: Some(tls), accepted: accepted_tx, shutdown: shutdown_rx });
+        let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
+        let ctx = Arc::new(Ctx { config, store, tls: Some(tls), accepted: accepted_tx, shutdown: shutdown_rx, routing });
         Ok(Server { ctx, listeners, admin, shutdown, accepted, relay })
     }
 
@@ -102,9 +103,7 @@ impl Server {
             loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
         }
         // Stops with `shutdown`, as the SMTP listeners start refusing.
-        let admin = admin.map(|a| {
-            tokio::spawn(a.run(ctx.store.clone(), ctx.config.routing.country_code.clone(), ctx.accepted.clone(), ctx.shutdown.clone()))
-        });
+        let admin = admin.map(|a| tokio::spawn(a.run(ctx.clone())));
         info!("ready");
         stop.await;
         info!(grace = ?limits.shutdown_grace.0, "shutting down: finishing open transactions");

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use mail_builder::headers::date::Date;
+use sipmta_rules::Route;
 use sipmta_store::{Envelope, Origin, now};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, error, info};
@@ -74,6 +75,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         message.extend_from_slice(header.as_bytes());
         message.extend_from_slice(&body);
         let rcpt_count = tx.recipients.len();
+        let mut tx = tx;
+        self.route(&mut tx.recipients, &message);
         let envelope = Envelope {
             id,
             received: now(),
@@ -130,6 +133,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 } else {
                     Reply::new(452, "4.3.1", "Insufficient system storage")
                 }
+            }
+        }
+    }
+
+    /// The route decision (DESIGN.md "Routing rules") for recipients that RCPT cleared for
+    /// relaying; local recipients and our bounce addresses keep the route RCPT gave them.
+    /// Fast-path decisions are stored as such; the relay queue carries them until the fast path
+    /// exists.
+    fn route(&self, recipients: &mut [sipmta_store::Recipient], message: &[u8]) {
+        if recipients.iter().all(|r| r.route == Route::Local) {
+            for r in recipients.iter_mut() {
+                r.evidence = Some("local domain".into());
+            }
+            return;
+        }
+        let addresses: Vec<String> = recipients.iter().map(|r| r.address.clone()).collect();
+        let decisions = self.ctx.routing.decide(&self.ctx.config, &addresses, message);
+        for (r, d) in recipients.iter_mut().zip(decisions) {
+            if r.route == Route::Local {
+                r.evidence = Some("local domain".into());
+                continue;
+            }
+            if let Route::Fast { tel } = &d.route {
+                info!(rcpt = %r.address, tel = %tel, evidence = %d.evidence, "fast-path route");
+            }
+            r.evidence = Some(d.evidence.to_string());
+            // A decision of Local here would contradict RCPT (which saw a remote domain).
+            if d.route != Route::Local {
+                r.route = d.route;
             }
         }
     }

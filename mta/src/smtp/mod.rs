@@ -66,6 +66,8 @@ pub struct Ctx {
     pub accepted: mpsc::UnboundedSender<QueueId>,
     /// Becomes `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Routing tables, for the route decision at reception.
+    pub routing: Arc<crate::routing::Routing>,
 }
 
 impl std::fmt::Debug for Ctx {

@@ -147,3 +147,28 @@ fn routing_tables_through_the_api_and_on_the_stopped_store() {
     assert_eq!(prefixes, "050 + 8 digits\n080 + 8 digits\n-- 2 prefixes\n");
     drop(d);
 }
+
+/// Issue 4's "done when": a table loaded from CSV, `route explain` saying why, and the same
+/// decision recorded on the queued message.
+#[test]
+fn a_loaded_table_decides_and_the_queue_shows_it() {
+    let d = Daemon::start("trusted_networks = [\"127.0.0.0/8\"]", "");
+    let csv = d.dir.path().join("routes.csv");
+    std::fs::write(&csv, "key,number,name\nremote.example,050-1234-5678,Kyoto office\n").unwrap();
+    let out = cli(&d.config, &["route", "import", csv.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", transcript(&out));
+    let explained = cli(&d.config, &["route", "explain", "bob@remote.example"], "");
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        text.contains("route:     fast path to +815012345678 (050-1234-5678)") && text.contains("Kyoto office"),
+        "{}",
+        transcript(&explained)
+    );
+    let sent = d.swaks(&["--to", "bob@remote.example", "--from", "sender@example.org"]);
+    let id = queue_id(&transcript(&sent));
+    let shown = queue_show(&d.config, &id);
+    let r = recipient(&shown, "bob@remote.example");
+    assert_eq!(r["route"]["route"], "fast", "{shown:#}");
+    assert_eq!(r["route"]["tel"], "+815012345678", "{shown:#}");
+    assert!(r["evidence"].as_str().unwrap_or_default().contains("Kyoto office"), "{shown:#}");
+}

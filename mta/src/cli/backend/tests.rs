@@ -99,7 +99,7 @@ fn script(backend: &Backend, seed: Seed, csv: &Path) -> Vec<(&'static str, Strin
                 Cmd::User(c) => user::execute(backend, c, &mut || Ok("pw".into()), &mut out),
                 Cmd::Queue(c) => queue::execute(backend, c, &mut out),
                 Cmd::History(a) => history::execute(backend, a, &mut out),
-                Cmd::Route(c) => route::execute(backend, cc, c, &mut out),
+                Cmd::Route(c) => route::execute(backend, &crate::config::Config::default(), c, &mut out),
                 Cmd::Keyword(c) => keyword::execute(backend, cc, c, &mut out),
                 Cmd::Prefix(c) => prefix::execute(backend, cc, c, &mut out),
             };

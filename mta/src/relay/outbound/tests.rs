@@ -146,6 +146,7 @@ fn clone_ctx(s: &SessionCtx) -> crate::smtp::Ctx {
         tls: s.ctx.tls.clone(),
         accepted: s.ctx.accepted.clone(),
         shutdown: s.ctx.shutdown.clone(),
+        routing: s.ctx.routing.clone(),
     }
 }
 

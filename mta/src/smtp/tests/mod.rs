@@ -9,6 +9,7 @@
 mod auth_tls;
 mod limits;
 mod policy;
+mod routing;
 mod verbs;
 
 use std::sync::Arc;

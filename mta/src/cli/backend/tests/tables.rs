@@ -22,15 +22,20 @@ const BAD: &str = "key,number,name\n\
 const GOOD: &str = "# routes\nhij.example,０５０－２２２２－３３３３,\"Osaka, main\"\nabc@efg.com,+81 50 1234 5678\n";
 /// Keywords, one of them in another case than the entry it replaces.
 const KEYWORDS: &str = "京都支店,080-1111-2222\nkyotobranchoffice,050-9999-0000,second\n";
+const KYOTO: &str = "To: nobody@nowhere.example\r\nSubject: =?UTF-8?B?5Lqs6YO95pSv5bqX?= meeting\r\n\r\nSee you.\r\n";
 
 pub(super) fn write_files(dir: &Path) {
-    for (name, text) in [("bad.csv", BAD), ("good.csv", GOOD), ("keywords.csv", KEYWORDS)] {
+    for (name, text) in [("bad.csv", BAD), ("good.csv", GOOD), ("keywords.csv", KEYWORDS), ("kyoto.eml", KYOTO)] {
         std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("writing {name}: {e}"));
     }
 }
 
 fn add(key: &str, number: &str, name: Option<&str>, format: Format) -> Cmd {
     Cmd::Route(R::Add { key: key.into(), number: number.into(), name: name.map(Into::into), format })
+}
+
+fn explain(rcpt: &str, message: Option<PathBuf>, format: Format) -> Cmd {
+    Cmd::Route(R::Explain { rcpt: rcpt.into(), message, format })
 }
 
 fn keyword(keyword: &str, number: &str, format: Format) -> Cmd {
@@ -73,6 +78,13 @@ pub(super) fn commands(dir: &Path) -> Vec<(&'static str, Cmd)> {
         ("keyword add bad number", keyword("OSAKA", "0120-123-456", TEXT)),
         ("keyword import", Cmd::Keyword(K::Import { file: file("keywords.csv"), format: TEXT })),
         ("keyword import bad", Cmd::Keyword(K::Import { file: file("bad.csv"), format: JSON })),
+        ("route explain address", explain("ABC@efg.com", None, TEXT)),
+        ("route explain domain", explain("someone@efg.com", None, TEXT)),
+        ("route explain local", explain("postmaster@localhost", None, TEXT)),
+        ("route explain relay", explain("nobody@nowhere.example", None, TEXT)),
+        ("route explain number", explain("050-2222-3333@gw.example", None, JSON)),
+        ("route explain message", explain("nobody@nowhere.example", Some(file("kyoto.eml")), TEXT)),
+        ("route explain missing message", explain("nobody@nowhere.example", Some(file("missing.eml")), TEXT)),
         ("keyword list", Cmd::Keyword(K::List { format: TEXT })),
         ("keyword list json", Cmd::Keyword(K::List { format: JSON })),
         ("keyword export", Cmd::Keyword(K::Export { format: TEXT })),
@@ -147,6 +159,25 @@ pub(super) fn check(printed: &[(&str, String)], dir: &Path) {
          -- 3 routes\n"
     );
     assert_eq!(out("route rm"), "removed route xyz@efg.com (was +815099990000)\n");
+    let explained = out("route explain address");
+    assert!(
+        explained.starts_with("recipient: ABC@efg.com\nroute:     fast path to +815012345678 (050-1234-5678)\nevidence:  "),
+        "{explained}"
+    );
+    assert!(explained.contains("abc@efg.com"), "{explained}");
+    assert!(
+        out("route explain domain").contains("route:     fast path to +818000009999 (080-0000-9999)"),
+        "{}",
+        out("route explain domain")
+    );
+    assert!(out("route explain local").contains("route:     local delivery"), "{}", out("route explain local"));
+    let relay = out("route explain relay");
+    assert!(relay.contains("route:     relay (hop-by-hop SMTP)") && relay.contains("no --message given"), "{relay}");
+    let number: crate::routing::Explanation = serde_json::from_str(out("route explain number")).unwrap();
+    assert_eq!(number.route, sipmta_rules::Route::Fast { tel: "+815022223333".into() });
+    let message = out("route explain message");
+    assert!(message.contains("route:     fast path to +818011112222 (080-1111-2222)") && message.contains("京都支店"), "{message}");
+    assert!(out("route explain missing message").starts_with("error: reading "), "{}", out("route explain missing message"));
     assert_eq!(out("route rm again"), "error: no such route: xyz@efg.com");
     assert_eq!(
         out("route import bad"),
