@@ -184,8 +184,8 @@ impl Tables {
         self.len() == (0, 0, 0)
     }
 
-    /// Heap bytes held by the keyword automaton (reported by aho-corasick; the maps and
-    /// strings are not included).
+    /// Heap bytes held by the keyword matcher: its automata (as aho-corasick reports them) and
+    /// its prefix bitmap. The maps and strings are not included.
     pub fn keyword_matcher_memory(&self) -> usize {
         self.keywords.matcher_memory()
     }
