@@ -3,8 +3,8 @@
 //!
 //! The tables are built from the store on first use and rebuilt whenever the store's
 //! generation counter moved (every `route`, `keyword`, `prefix` or learned-number change bumps
-//! it); building a 100k-entry table takes milliseconds, and messages in the meantime use the
-//! previous copy. A failure to build is logged and the previous copy (or empty tables) is used:
+//! it); building a 100k-entry table takes tens of milliseconds (65-76 ms
+//! measured, rules/BENCHMARK.md), and the message that triggers a rebuild waits for it. A failure to build is logged and the previous copy (or empty tables) is used:
 //! routing must never be the reason mail is refused.
 
 use std::sync::{Arc, Mutex};
