@@ -5,6 +5,7 @@
 //! the checks serde cannot express (both TLS files or neither, listeners not shared, ...).
 //! `deploy/sipmta.toml` documents each field and is parsed by a test.
 
+mod fastpath;
 mod load;
 mod relay;
 mod routing;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::smtp::data::BareEndings;
 
+pub use fastpath::{FastPath, MediaRole, OwnNumber, SipTransport};
 pub use load::ConfigErrors;
 pub use relay::{Relay, Smarthost, TlsPolicy, Transport};
 pub use routing::Routing;
@@ -58,6 +60,8 @@ pub struct Config {
     pub relay: Relay,
     /// How the routing rules read numbers and messages.
     pub routing: Routing,
+    /// The SIP fast path: registration, calls and fast-path streams.
+    pub fastpath: FastPath,
 }
 
 /// One kind of listener.
@@ -175,6 +179,7 @@ impl Default for Config {
             admin: Admin::default(),
             relay: Relay::default(),
             routing: Routing::default(),
+            fastpath: FastPath::default(),
         }
     }
 }
@@ -322,6 +327,7 @@ impl Config {
         }
         self.relay.validate(&mut errors);
         self.routing.validate(&mut errors);
+        self.fastpath.validate(&mut errors);
         errors
     }
 

@@ -127,6 +127,11 @@ fn the_deploy_example_parses_and_sets_every_section() {
             t.remove("password_file");
         }
     }
+    if let Some(numbers) = value.get_mut("fastpath").and_then(|f| f.get_mut("numbers")).and_then(|n| n.as_array_mut()) {
+        for n in numbers.iter_mut().filter_map(|n| n.as_table_mut()) {
+            n.remove("password_file");
+        }
+    }
     let config = Config::from_toml(&toml::to_string(&value).unwrap()).unwrap();
     assert_ne!(config, Config::default());
     // Every key of the defaults appears in the example, so it documents everything.
@@ -189,4 +194,17 @@ fn routing_defaults_and_country_code_checks() {
     }
     let err = Config::from_toml("[routing]\nscan_limit = \"lots\"\n").unwrap_err().to_string();
     assert!(err.contains("2:14: \"lots\" is not a size"), "{err}");
+}
+
+#[test]
+fn fastpath_numbers_and_protocols_are_checked() {
+    let err = Config::from_toml(
+        "[fastpath]\ndomain = \"bad domain\"\nprotocols = [\"http\"]\n[[fastpath.numbers]]\nnumber = \"not a number\"\n[[fastpath.numbers]]\nnumber = \"０５０－１２３４－５６７８\"\n",
+    )
+    .unwrap_err();
+    let all = err.to_string();
+    for needle in ["fastpath.domain", "\"not a number\" is not a telephone number", "\"smtp\" must be one of them"] {
+        assert!(all.contains(needle), "missing {needle:?} in {all}");
+    }
+    assert!(!all.contains("０５０"), "a full-width national number is a number: {all}");
 }

@@ -1,0 +1,156 @@
+//! The `[fastpath]` section: the SIP side of the site (DESIGN.md "Fast path"): how sipmta
+//! registers its own numbers, where it sends INVITEs, and where fast-path streams meet.
+//!
+//! One TCP listener (`stream_listen`) serves every fast-path stream in both directions: the
+//! FP/1 `HELLO <token>` line says which call a connection belongs to, so RFC 4145's rule that
+//! the passive side listens before it sends its SDP always holds.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Span;
+
+/// Fast-path settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FastPath {
+    /// Deliver recipients routed to a number over SIP (otherwise they are relayed and the
+    /// decision is kept). Default: false.
+    pub enabled: bool,
+    /// Our SIP user agent's address (UDP and TCP). Default `"127.0.0.1:5062"`.
+    pub sip_listen: SocketAddr,
+    /// Transport for requests we send: `udp` or `tcp`. Default `"udp"`.
+    pub transport: SipTransport,
+    /// The registrar/proxy every request goes through (Kamailio, or the built-in one).
+    /// Default `"127.0.0.1:5060"`.
+    pub proxy: SocketAddr,
+    /// SIP domain of Request-URIs and AORs (`sip:+815012345678@<domain>;user=phone`).
+    /// Default `"localhost"`.
+    pub domain: String,
+    /// Our own numbers, registered with the proxy so calls for them reach us. Default: none.
+    pub numbers: Vec<OwnNumber>,
+    /// TCP listener for fast-path streams. Default `"127.0.0.1:0"` (a free port).
+    pub stream_listen: SocketAddr,
+    /// The address written in SDP `c=` lines: where peers reach `stream_listen`. Default: the
+    /// stream listener's own address.
+    pub advertise: Option<IpAddr>,
+    /// `passive`: we listen and peers connect (RFC 4145). `active`: we always dial out, for a
+    /// site behind NAT that cannot be reached. Default `"passive"`.
+    pub media_role: MediaRole,
+    /// How long an INVITE may wait for its final answer before CANCEL and fallback to relay.
+    /// Default `"5s"`.
+    pub answer_budget: Span,
+    /// Connect plus FP/1 preamble (DESIGN.md: 10 s). Default `"10s"`.
+    pub preamble_timeout: Span,
+    /// Protocols offered and accepted over fast-path streams, in preference order.
+    /// Default `["smtp"]`.
+    pub protocols: Vec<String>,
+}
+
+/// A number of ours and how to register it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnNumber {
+    /// The number, national (`050-1234-5678`) or E.164.
+    pub number: String,
+    /// Digest password, if the registrar asks for one (prefer `password_file`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File holding the digest password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Registration lifetime asked for (refreshed before it runs out). Default `"1h"`.
+    #[serde(default = "default_expires")]
+    pub expires: Span,
+}
+
+fn default_expires() -> Span {
+    Span(Duration::from_secs(3600))
+}
+
+/// SIP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    /// UDP (RFC 3261 §18).
+    #[default]
+    Udp,
+    /// TCP, with CRLF keep-alives.
+    Tcp,
+}
+
+/// Our RFC 4145 role for fast-path streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaRole {
+    /// Listen; peers connect.
+    #[default]
+    Passive,
+    /// Always connect out (behind NAT).
+    Active,
+}
+
+impl Default for FastPath {
+    fn default() -> Self {
+        FastPath {
+            enabled: false,
+            sip_listen: SocketAddr::from(([127, 0, 0, 1], 5062)),
+            transport: SipTransport::Udp,
+            proxy: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            domain: "localhost".into(),
+            numbers: Vec::new(),
+            stream_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            media_role: MediaRole::Passive,
+            answer_budget: Span(Duration::from_secs(5)),
+            preamble_timeout: Span(Duration::from_secs(10)),
+            protocols: vec!["smtp".into()],
+        }
+    }
+}
+
+impl FastPath {
+    /// Add this section's problems to `errors`. Numbers are only checked for their form here:
+    /// the prefixes they must match live in the store (`sipmta prefix list`) and are applied
+    /// when the daemon starts.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if !super::is_domain(&self.domain) {
+            errors.push(format!("fastpath.domain: {:?} is not a domain name", self.domain));
+        }
+        for n in &self.numbers {
+            let digits = n.number.chars().filter(|c| c.is_ascii_digit() || ('０'..='９').contains(c)).count();
+            let form_ok = n.number.chars().all(|c| c.is_ascii_digit() || ('０'..='９').contains(&c) || "+＋-－.． ".contains(c));
+            if !form_ok || !(6..=15).contains(&digits) {
+                errors.push(format!("fastpath.numbers: {:?} is not a telephone number", n.number));
+            }
+            if n.password.is_some() && n.password_file.is_some() {
+                errors.push(format!("fastpath.numbers {:?}: set password or password_file, not both", n.number));
+            }
+            if let Some(file) = &n.password_file
+                && let Err(e) = std::fs::metadata(file)
+            {
+                errors.push(format!("fastpath.numbers {:?}: cannot read password_file {}: {e}", n.number, file.display()));
+            }
+            if n.expires.0 < Duration::from_secs(60) {
+                errors.push(format!("fastpath.numbers {:?}: expires must be at least 1m", n.number));
+            }
+        }
+        if self.protocols.is_empty()
+            || self.protocols.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            errors.push("fastpath.protocols: give protocol names such as \"smtp\"".into());
+        }
+        if !self.protocols.iter().any(|p| p == "smtp") {
+            errors.push("fastpath.protocols: \"smtp\" must be one of them (it is what mail needs)".into());
+        }
+        if self.answer_budget.0 < Duration::from_millis(100) || self.preamble_timeout.0 < Duration::from_millis(100) {
+            errors.push("fastpath.answer_budget and preamble_timeout: at least 100ms".into());
+        }
+        if self.enabled && self.sip_listen == self.proxy {
+            errors.push("fastpath.sip_listen: must differ from fastpath.proxy".into());
+        }
+    }
+}
