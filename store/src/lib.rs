@@ -29,6 +29,7 @@
 
 mod disk;
 mod error;
+mod protocols;
 pub mod routing;
 mod spool;
 mod types;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use error::StoreError;
+pub use protocols::ProtocolEntry;
 pub use routing::{Imported, Learned, Table, TableEntry};
 pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, Tracked, now};
 pub use users::{UserRecord, normalise_name, verify_password};
@@ -67,6 +69,7 @@ struct Inner {
     users: sled::Tree,
     history: sled::Tree,
     tracking: sled::Tree,
+    protocols: sled::Tree,
     routes: sled::Tree,
     keywords: sled::Tree,
     prefixes: sled::Tree,
@@ -137,6 +140,7 @@ impl Store {
                 prefixes: db.open_tree(routing::PREFIXES)?,
                 learned: db.open_tree(routing::LEARNED)?,
                 meta: db.open_tree(routing::META)?,
+                protocols: db.open_tree(protocols::PROTOCOLS)?,
                 db,
                 requested: AtomicU64::new(0),
                 flushed: AtomicU64::new(0),
