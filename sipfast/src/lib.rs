@@ -15,3 +15,5 @@
 //!
 //! Nothing here is implemented yet: the foundation issue only fixes the crate's place in the
 //! workspace. The fast-path issue fills it in.
+
+pub mod fp1;
