@@ -211,6 +211,16 @@ impl Client {
         self.decode("POST", &path, &response)
     }
 
+    /// `GET /protocols`: the protocol table.
+    pub fn protocols(&self) -> Result<Vec<crate::admin::server::ProtocolRow>, ClientError> {
+        self.json("GET", "/protocols", None::<&()>)
+    }
+
+    /// `DELETE /protocols/{number}`.
+    pub fn remove_protocol(&self, number: &str) -> Result<(), ClientError> {
+        self.call("DELETE", &format!("/protocols/{}", percent_encode(number)), None::<&()>).map(drop)
+    }
+
     /// `GET /prefixes`.
     pub fn prefixes(&self) -> Result<Vec<Prefix>, ClientError> {
         self.json("GET", "/prefixes", None::<&()>)

@@ -334,6 +334,8 @@ enum Route {
     Message(String),
     Control(String, Action),
     History,
+    Protocols,
+    Protocol(String),
     Table(Endpoint),
 }
 
@@ -344,7 +346,8 @@ impl Route {
             Route::Users => "GET, POST",
             Route::User(_) => "DELETE",
             Route::Password(_) => "PUT",
-            Route::Queue | Route::History => "GET",
+            Route::Queue | Route::History | Route::Protocols => "GET",
+            Route::Protocol(_) => "DELETE",
             Route::Message(_) => "GET, DELETE",
             Route::FlushAll | Route::Control(..) => "POST",
             Route::Table(endpoint) => endpoint.allow(),
@@ -371,6 +374,8 @@ fn route(path: &str) -> Result<Route, Reply> {
         ["queue", id, "hold"] => Ok(Route::Control(decode(id)?, Action::Hold)),
         ["queue", id, "release"] => Ok(Route::Control(decode(id)?, Action::Release)),
         ["history"] => Ok(Route::History),
+        ["protocols"] => Ok(Route::Protocols),
+        ["protocols", number] => Ok(Route::Protocol(decode(number)?)),
         other => match Endpoint::parse(other, decode) {
             Some(endpoint) => endpoint.map(Route::Table),
             None => Err(not_found()),
@@ -410,6 +415,19 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
         ("POST", Route::Control(id, action)) => control(store, wake, Some(id), *action).await,
         ("POST", Route::FlushAll) => control(store, wake, None, Action::Flush).await,
         ("GET", Route::History) => history(store, &request.query).await,
+        ("GET", Route::Protocols) => blocking(move || store.protocols()).await.map(|list| Reply::json(200, &protocol_list(list))),
+        ("DELETE", Route::Protocol(number)) => {
+            let number = number.clone();
+            let key = number.clone();
+            match blocking(move || store.remove_protocol(&key)).await {
+                Ok(true) => {
+                    info!(number = %number, "protocol table entry removed");
+                    Ok(Reply::empty(204))
+                }
+                Ok(false) => Err(Reply::error(404, format!("no protocol table entry for {number}"))),
+                Err(reply) => Err(reply),
+            }
+        }
         (method, route) => {
             return Reply::error(405, format!("{method} is not allowed here; use {}", route.allow())).with("Allow", route.allow());
         }
@@ -545,6 +563,21 @@ async fn control(store: Store, wake: &mpsc::UnboundedSender<QueueId>, id: Option
 }
 
 /// `GET /history?rcpt=ADDR&since=T`, `T` as `queue_control::parse_since` takes it.
+/// `GET /protocols` answers a list of `{number, ...entry}`.
+fn protocol_list(list: Vec<(String, sipmta_store::ProtocolEntry)>) -> Vec<ProtocolRow> {
+    list.into_iter().map(|(number, entry)| ProtocolRow { number, entry }).collect()
+}
+
+/// One row of the protocol table as the API answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProtocolRow {
+    /// The number in E.164.
+    pub number: String,
+    /// What we know about it.
+    #[serde(flatten)]
+    pub entry: sipmta_store::ProtocolEntry,
+}
+
 async fn history(store: Store, query: &str) -> Result<Reply, Reply> {
     let pairs = http::query_pairs(query).ok_or_else(|| Reply::error(400, "malformed percent-encoding in the query"))?;
     let mut filter = HistoryFilter::default();

@@ -184,6 +184,28 @@ impl Backend {
         }
     }
 
+    /// The protocol table.
+    pub fn protocols(&self) -> Result<Vec<crate::admin::server::ProtocolRow>> {
+        match self {
+            Backend::Api(c) => Ok(c.protocols()?),
+            Backend::Store(s) => {
+                Ok(s.protocols()?.into_iter().map(|(number, entry)| crate::admin::server::ProtocolRow { number, entry }).collect())
+            }
+        }
+    }
+
+    /// Remove a number from the protocol table; an error when it is not there.
+    pub fn remove_protocol(&self, number: &str) -> Result<()> {
+        match self {
+            Backend::Api(c) => Ok(c.remove_protocol(number)?),
+            Backend::Store(s) => {
+                let removed = s.remove_protocol(number)?;
+                s.flush()?;
+                if removed { Ok(()) } else { Err(anyhow!("no protocol table entry for {number}")) }
+            }
+        }
+    }
+
     /// The table as CSV.
     pub fn export(&self, table: Table) -> Result<String> {
         match self {

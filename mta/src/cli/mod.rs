@@ -9,6 +9,7 @@ mod check;
 mod history;
 mod keyword;
 mod prefix;
+mod protocol;
 mod queue;
 mod route;
 mod serve;
@@ -72,6 +73,9 @@ pub enum Command {
     /// The number prefixes that mark IP telephone numbers (050 and 080 by default).
     #[command(subcommand)]
     Prefix(prefix::PrefixCommand),
+    /// The protocol table: what each number we called agreed to over the fast path.
+    #[command(subcommand)]
+    Protocol(protocol::ProtocolCommand),
 }
 
 /// Run the parsed command line.
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Route(cmd) => route::run(cli.config.as_deref(), cmd),
         Command::Keyword(cmd) => keyword::run(cli.config.as_deref(), cmd),
         Command::Prefix(cmd) => prefix::run(cli.config.as_deref(), cmd),
+        Command::Protocol(cmd) => protocol::run(cli.config.as_deref(), cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

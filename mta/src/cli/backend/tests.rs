@@ -26,6 +26,7 @@ enum Cmd {
     Route(RouteCommand),
     Keyword(KeywordCommand),
     Prefix(PrefixCommand),
+    Protocol(crate::cli::protocol::ProtocolCommand),
 }
 
 /// The messages the script works on.
@@ -90,6 +91,17 @@ fn script(backend: &Backend, seed: Seed, csv: &Path) -> Vec<(&'static str, Strin
         ("list empty", Cmd::Queue(QueueCommand::List { format: TEXT })),
     ];
     commands.extend(tables::commands(csv));
+    {
+        use crate::cli::protocol::ProtocolCommand as Pr;
+        commands.extend([
+            ("protocol list", Cmd::Protocol(Pr::List { format: TEXT })),
+            ("protocol list json", Cmd::Protocol(Pr::List { format: JSON })),
+            ("protocol rm", Cmd::Protocol(Pr::Rm { number: "050-1234-5678".into(), format: TEXT })),
+            ("protocol rm again", Cmd::Protocol(Pr::Rm { number: "+815012345678".into(), format: TEXT })),
+            ("protocol rm bad number", Cmd::Protocol(Pr::Rm { number: "03-1234-5678".into(), format: TEXT })),
+            ("protocol list after", Cmd::Protocol(Pr::List { format: TEXT })),
+        ]);
+    }
     let cc = "81";
     commands
         .into_iter()
@@ -102,6 +114,7 @@ fn script(backend: &Backend, seed: Seed, csv: &Path) -> Vec<(&'static str, Strin
                 Cmd::Route(c) => route::execute(backend, &crate::config::Config::default(), c, &mut out),
                 Cmd::Keyword(c) => keyword::execute(backend, cc, c, &mut out),
                 Cmd::Prefix(c) => prefix::execute(backend, cc, c, &mut out),
+                Cmd::Protocol(c) => crate::cli::protocol::execute(backend, cc, c, &mut out),
             };
             let printed = match result {
                 Ok(()) => tables::timeless(String::from_utf8(out).unwrap()),
@@ -143,6 +156,12 @@ async fn seed(dir: &Path) -> Seed {
     store.record(second, Some("two@remote.example"), "queued for relay").unwrap();
     let gone = store.next_id().unwrap();
     store.record(gone, None, "delivered and removed").unwrap();
+    store.flush().unwrap();
+    // The protocol table as fast-path calls leave it.
+    store.protocol_negotiated("+815012345678", "smtp").unwrap();
+    store.protocol_used("+815012345678").unwrap();
+    store.protocol_negotiated("+818011112222", "smtp").unwrap();
+    store.protocol_failed("+818011112222", "FP/1 ERR 415 unsupported-protocol").unwrap();
     store.flush().unwrap();
     Seed { first, second, gone }
 }
@@ -266,6 +285,15 @@ async fn commands_print_the_same_through_the_api_and_the_store() {
     assert_eq!(out("flush empty queue"), "nothing to flush: no queued or deferred recipients in the queue\n");
     assert_eq!(out("list empty"), "-- 0 messages in the queue\n");
     tables::check(&via_api, csv.path());
+    let out = |label: &str| via_api.iter().find(|(l, _)| *l == label).map(|(_, o)| o.clone()).unwrap();
+    assert_eq!(
+        out("protocol list"),
+        "+815012345678  smtp   1 uses  0 failures\n+818011112222  -      0 uses  1 failures  last failure: FP/1 ERR 415 unsupported-protocol\n-- 2 numbers\n"
+    );
+    assert_eq!(out("protocol rm"), "removed +815012345678 from the protocol table\n");
+    assert_eq!(out("protocol rm again"), "error: no protocol table entry for +815012345678");
+    assert!(out("protocol rm bad number").starts_with("error: \"03-1234-5678\" is not a number"), "{}", out("protocol rm bad number"));
+    assert!(out("protocol list after").ends_with("-- 1 number\n"), "{}", out("protocol list after"));
 
     // Both stores kept the history of what the operator did.
     for dir in [served.path(), direct.path()] {
