@@ -7,13 +7,15 @@
 //!   stack can be swapped: REGISTER with digest authentication and refresh, INVITE with the
 //!   application SDP offer, CANCEL, BYE, OPTIONS;
 //! - the built-in registrar/proxy that `sipmta serve` runs on 127.0.0.1:5060 by default;
-//! - a sans-IO SDP module for the `m=application <port> TCP smtp http` offer and RFC 4145
-//!   `setup`/`connection` role rules;
-//! - the sans-IO FP/1 preamble (`FP/1 HELLO`, `PROTOS?`, `USE`, `OK`) and the protocol table
-//!   kept per number;
+//! - [`sdp`]: sans-IO SDP (RFC 4566 subset) for the `m=application <port> TCP smtp http` offer,
+//!   the callee's answer or `488`, and the caller's reading of the answer, with the RFC 4145
+//!   `setup`/`connection` role rules and the `fp-token`;
+//! - [`fp1`]: the FP/1 preamble on the stream (`FP/1 HELLO`, `PROTOS?`, `USE`, `OK`, `ERR`): a
+//!   sans-IO codec, the token, and async caller/callee handshakes that leave the first SMTP octet
+//!   unread; the protocol table they feed is kept per number in the store;
 //! - fast-path sessions that the daemon's outbound SMTP client runs over, with reuse.
 //!
-//! Nothing here is implemented yet: the foundation issue only fixes the crate's place in the
-//! workspace. The fast-path issue fills it in.
+//! Parts of this list are still to be written; each module's own doc says what it covers.
 
 pub mod fp1;
+pub mod sdp;
