@@ -3,9 +3,9 @@
 //! This crate will hold everything that turns an E.164 number into a TCP stream carrying SMTP
 //! straight to the destination's final mail server:
 //!
-//! - a SIP user agent (UAC and UAS) on rsipstack `=0.7.14`, behind a small internal trait so the
-//!   stack can be swapped: REGISTER with digest authentication and refresh, INVITE with the
-//!   application SDP offer, CANCEL, BYE, OPTIONS;
+//! - [`ua`]: a SIP user agent (UAC and UAS) on rsipstack `=0.7.14`, behind a small interface of
+//!   its own (no rsipstack type in it) so the stack can be swapped: REGISTER with digest
+//!   authentication and refresh, INVITE with the SDP offer, CANCEL, BYE, OPTIONS, CRLF keep-alive;
 //! - the built-in registrar/proxy that `sipmta serve` runs on 127.0.0.1:5060 by default;
 //! - [`sdp`]: sans-IO SDP (RFC 4566 subset) for the `m=application <port> TCP smtp http` offer,
 //!   the callee's answer or `488`, and the caller's reading of the answer, with the RFC 4145
@@ -19,3 +19,4 @@
 
 pub mod fp1;
 pub mod sdp;
+pub mod ua;
