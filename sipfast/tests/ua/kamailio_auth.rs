@@ -12,15 +12,26 @@ use sipfast::ua::{CallError, SipAgent, SipError, Transport};
 use crate::support::{A, B, Kamailio, PASSWORD, agent_config, init_tracing, sdp};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn digest_auth_call_bye_from_callee_and_unregister_on_shutdown() {
+async fn digest_auth_over_udp() {
+    digest_auth_call_bye_from_callee_and_unregister_on_shutdown(Transport::Udp).await;
+}
+
+/// Over TCP the 401's `received`/`rport` make rsipstack register the flow's own address
+/// (RFC 3581), so Kamailio delivers the INVITE over B's registration connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn digest_auth_over_tcp() {
+    digest_auth_call_bye_from_callee_and_unregister_on_shutdown(Transport::Tcp).await;
+}
+
+async fn digest_auth_call_bye_from_callee_and_unregister_on_shutdown(transport: Transport) {
     init_tracing();
     let kamailio = Kamailio::start(&["WITH_AUTH", "TEST_DOMAIN_ALIAS=sip.example"]).await;
 
-    let refused = SipAgent::start(agent_config(Transport::Udp, kamailio.addr, &[A], Some("wrong"))).await.unwrap_err();
+    let refused = SipAgent::start(agent_config(transport, kamailio.addr, &[A], Some("wrong"))).await.unwrap_err();
     assert!(matches!(&refused, SipError::Register { number, code: 401, .. } if number == A), "{refused}");
 
-    let (a, _a_incoming) = SipAgent::start(agent_config(Transport::Udp, kamailio.addr, &[A], Some(PASSWORD))).await.unwrap();
-    let (b, mut b_incoming) = SipAgent::start(agent_config(Transport::Udp, kamailio.addr, &[B], Some(PASSWORD))).await.unwrap();
+    let (a, _a_incoming) = SipAgent::start(agent_config(transport, kamailio.addr, &[A], Some(PASSWORD))).await.unwrap();
+    let (b, mut b_incoming) = SipAgent::start(agent_config(transport, kamailio.addr, &[B], Some(PASSWORD))).await.unwrap();
 
     let callee = tokio::spawn(async move {
         let incoming = b_incoming.recv().await.unwrap();
