@@ -5,7 +5,7 @@
 #    (swaks as the SMTP client; unshare/ip for the private network namespace in which the
 #    README's `sipmta serve` is tested on its fixed default ports; dnsmasq as the DNS server
 #    that serves MX records on loopback; postfix for smtp-sink, the remote server relay tests
-#    deliver to).
+#    deliver to; kamailio as the SIP registrar/proxy and sipp as a foreign SIP user agent).
 # 2. Checks formatting (rustfmt.toml) and lints with clippy (warnings are errors).
 # 3. Runs every test level: unit and parser tests, session transcripts, in-process socket
 #    tests, and black-box tests of the built daemon (tests/tests/daemon).
@@ -18,6 +18,8 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 command -v smtp-sink >/dev/null 2>&1 || need+=(postfix)
+command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 if ((${#need[@]})); then
     echo "tests/run.sh: installing ${need[*]}"
     sudo=""
