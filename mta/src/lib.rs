@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod dsn;
+pub mod fastpath;
 pub mod logging;
 pub mod queue_control;
 pub mod relay;

@@ -40,7 +40,11 @@ impl Store {
     /// The entry for `number` (E.164).
     pub fn protocol(&self, number: &str) -> Result<Option<ProtocolEntry>> {
         match self.inner.protocols.get(number.as_bytes())? {
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt { tree: PROTOCOLS, key: number.into(), reason: e.to_string() }),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
+                tree: PROTOCOLS,
+                key: number.into(),
+                reason: e.to_string(),
+            }),
             None => Ok(None),
         }
     }
@@ -88,7 +92,11 @@ impl Store {
             .map(|item| {
                 let (k, v) = item?;
                 let number = String::from_utf8_lossy(&k).into_owned();
-                let entry = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { tree: PROTOCOLS, key: number.clone(), reason: e.to_string() })?;
+                let entry = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    tree: PROTOCOLS,
+                    key: number.clone(),
+                    reason: e.to_string(),
+                })?;
                 Ok((number, entry))
             })
             .collect()

@@ -219,8 +219,8 @@ fn recipient(out: &mut dyn Write, r: &Recipient) -> Result<()> {
     let route = match &r.route {
         Route::Local => "local".to_owned(),
         Route::Relay => "relay".to_owned(),
-        // Until the fast path exists (issue 5) such recipients are relayed; the decision stays.
-        Route::Fast { tel } => format!("fast path to {tel} (relayed until the fast path is available)"),
+        // With fastpath.enabled off such recipients are relayed; the decision stays.
+        Route::Fast { tel } => format!("fast path to {tel}"),
     };
     writeln!(out, "    route:         {route}")?;
     if let Some(evidence) = &r.evidence {

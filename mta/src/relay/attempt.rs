@@ -37,6 +37,8 @@ pub struct RelayCtx {
     pub wake: mpsc::UnboundedSender<QueueId>,
     /// SMTP client timeouts.
     pub timeouts: Timeouts,
+    /// The fast path, when enabled.
+    pub fast: Option<Arc<crate::fastpath::FastPath>>,
 }
 
 /// Run one attempt for `id`.
@@ -49,10 +51,24 @@ pub async fn attempt(ctx: &RelayCtx, id: QueueId) {
         if env.recipients.iter().any(|r| r.route == Route::Local && r.is_pending() && r.next_attempt <= now) {
             local(ctx, &env).await;
         }
+        let fast_due = env.recipients.iter().any(|r| matches!(r.route, Route::Fast { .. }) && r.is_pending() && r.next_attempt <= now);
+        let env = match (&ctx.fast, fast_due) {
+            (Some(fast), true) => {
+                let message = ctx.store.message(id).ok().flatten().unwrap_or_default();
+                super::fast::fast_recipients(ctx, fast, &env, &message).await;
+                // Those that fell back are relay recipients now, due at once.
+                match ctx.store.envelope(id) {
+                    Ok(Some(env)) => env,
+                    _ => return,
+                }
+            }
+            _ => env,
+        };
         let mut domains: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
-            // Fast-path recipients are relayed until the fast path exists (issue 5).
-            if r.route != Route::Local && r.is_pending() && r.next_attempt <= now {
+            // Fast-path recipients go by relay when the fast path is off; their decision stays.
+            let relayed = r.route == Route::Relay || (matches!(r.route, Route::Fast { .. }) && ctx.fast.is_none());
+            if relayed && r.is_pending() && r.next_attempt <= now {
                 let domain = sipmta_rules::domain_of(&r.address).unwrap_or_default().to_ascii_lowercase();
                 domains.entry(domain).or_default().push(i);
             }

@@ -42,6 +42,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     accepted: mpsc::UnboundedReceiver<sipmta_store::QueueId>,
     relay: Arc<RelayCtx>,
+    fast: Option<crate::fastpath::Started>,
 }
 
 impl Server {
@@ -68,10 +69,11 @@ impl Server {
         let admin = AdminServer::bind(&config.admin.listen, &config.data_dir).await?;
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone())?);
+        let fast = crate::fastpath::start(&config, &store).await?;
+        let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone(), fast.as_ref().map(|f| f.fast.clone()))?);
         let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
         let ctx = Arc::new(Ctx { config, store, tls: Some(tls), accepted: accepted_tx, shutdown: shutdown_rx, routing });
-        Ok(Server { ctx, listeners, admin, shutdown, accepted, relay })
+        Ok(Server { ctx, listeners, admin, shutdown, accepted, relay, fast })
     }
 
     /// The bound addresses (with port 0 resolved), for tests and the log.
@@ -91,7 +93,7 @@ impl Server {
 
     /// Serve until `stop` completes, then shut down gracefully.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
-        let Server { ctx, listeners, admin, shutdown, accepted, relay } = self;
+        let Server { ctx, listeners, admin, shutdown, accepted, relay, fast } = self;
         let limits = &ctx.config.limits;
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let per_client = Arc::new(PerClient { max: limits.max_sessions_per_client, counts: Mutex::default() });
@@ -104,6 +106,14 @@ impl Server {
         }
         // Stops with `shutdown`, as the SMTP listeners start refusing.
         let admin = admin.map(|a| tokio::spawn(a.run(ctx.clone())));
+        // The fast path's stream listener keeps serving while open transactions finish (a
+        // delivery in progress may still need its stream); calls stop being answered at once.
+        let agent = fast.map(|f| {
+            let preamble = ctx.config.fastpath.preamble_timeout.0;
+            tokio::spawn(f.fast.streams.clone().run(f.listener, preamble, hard_stop_rx.clone()));
+            tokio::spawn(crate::fastpath::receive::run(f.fast.clone(), f.incoming, ctx.clone(), ctx.shutdown.clone()));
+            f.fast.agent.clone()
+        });
         info!("ready");
         stop.await;
         info!(grace = ?limits.shutdown_grace.0, "shutting down: finishing open transactions");
@@ -116,6 +126,10 @@ impl Server {
         }
         let _ = hard_stop.send(true);
         loops.shutdown().await;
+        if let Some(agent) = agent {
+            // Un-REGISTER our numbers (RFC 3261 §10.2.2) so calls stop coming here.
+            agent.shutdown().await;
+        }
         let _ = deliver_stop.send(true);
         if let Err(e) = deliverer.await {
             error!(error = %e, "queue manager failed");
@@ -132,14 +146,19 @@ impl Server {
 }
 
 /// What the queue manager and its delivery attempts share.
-fn relay_ctx(config: &Arc<Config>, store: &Store, wake: mpsc::UnboundedSender<sipmta_store::QueueId>) -> Result<RelayCtx> {
+fn relay_ctx(
+    config: &Arc<Config>,
+    store: &Store,
+    wake: mpsc::UnboundedSender<sipmta_store::QueueId>,
+    fast: Option<Arc<crate::fastpath::FastPath>>,
+) -> Result<RelayCtx> {
     let r = &config.relay;
     let settings = ResolverSettings { nameservers: r.nameservers.clone(), timeout: r.dns_timeout.0, attempts: 2, mx_port: r.mx_port };
     let resolver = Resolver::new(&settings).context("setting up DNS resolution")?;
     let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up outbound TLS: {e}"))?;
     let pool = Pool::new(r.max_connections, r.max_connections_per_destination, r.connection_idle.0, r.max_messages_per_connection);
     let timeouts = Timeouts { connect: r.connect_timeout.0, ..Timeouts::default() };
-    Ok(RelayCtx { config: config.clone(), store: store.clone(), resolver, pool, connectors, wake, timeouts })
+    Ok(RelayCtx { config: config.clone(), store: store.clone(), resolver, pool, connectors, wake, timeouts, fast })
 }
 
 /// Sessions per client address.

@@ -169,7 +169,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn listener(&self) -> &crate::config::Listener {
         let c = &self.ctx.config;
         match self.st.kind {
-            super::Kind::Smtp => &c.smtp,
+            // A fast-path stream follows port 25's settings: it is mail from another site.
+            super::Kind::Smtp | super::Kind::FastPath => &c.smtp,
             super::Kind::Submission => &c.submission,
             super::Kind::Submissions => &c.submissions,
         }

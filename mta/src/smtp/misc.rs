@@ -11,7 +11,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// `252` says we will try (RFC 5321 §3.5.3).
     pub(crate) fn vrfy(&self) -> Reply {
         let listener = match self.st.kind {
-            super::Kind::Smtp => &self.ctx.config.smtp,
+            super::Kind::Smtp | super::Kind::FastPath => &self.ctx.config.smtp,
             super::Kind::Submission => &self.ctx.config.submission,
             super::Kind::Submissions => &self.ctx.config.submissions,
         };

@@ -36,6 +36,9 @@ pub enum Kind {
     Submission,
     /// Submission over implicit TLS (RFC 8314, port 465).
     Submissions,
+    /// A fast-path stream (DESIGN.md "Receiver (UAS)"): like `Smtp`, but it never relays,
+    /// whoever the peer is.
+    FastPath,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Smtp => "smtp",
             Kind::Submission => "submission",
             Kind::Submissions => "submissions",
+            Kind::FastPath => "fastpath",
         }
     }
 

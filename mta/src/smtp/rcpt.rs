@@ -63,6 +63,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if !is_domain(domain) && !is_address_literal(domain) {
                 return Reply::new(553, "5.1.2", "Bad destination domain");
             }
+            // A fast-path stream only ever delivers here (DESIGN.md "Receiver (UAS)"): an
+            // INVITE from anyone must not make us send mail anywhere.
+            if self.st.kind == super::Kind::FastPath {
+                info!(rcpt = %address, "relay over a fast-path stream refused");
+                return Reply::new(554, "5.7.1", format!("<{address}>: Relay access denied (fast path delivers locally only)"));
+            }
             if self.st.auth_user.is_none() && !is_trusted(&self.ctx.config, self.st.peer) {
                 info!(rcpt = %address, "relay denied");
                 return Reply::new(554, "5.7.1", format!("<{address}>: Relay access denied"));

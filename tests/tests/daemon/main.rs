@@ -10,6 +10,7 @@ mod support;
 mod auth_tls;
 mod crash;
 mod delivery;
+mod fastpath;
 mod lifecycle;
 mod limits;
 mod relay;

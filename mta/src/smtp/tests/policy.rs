@@ -151,3 +151,13 @@ async fn low_disk_space_refuses_at_mail() {
     c.hello().await;
     assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "452 4.3.1 Insufficient system storage");
 }
+
+#[tokio::test]
+async fn a_fast_path_stream_never_relays_even_for_trusted_peers() {
+    let h = harness_with(|c| c.trusted_networks = vec!["0.0.0.0/0".parse::<IpNet>().unwrap()]);
+    let mut c = h.client(Kind::FastPath, REMOTE);
+    c.hello().await;
+    c.cmd("MAIL FROM:<a@example.org>").await;
+    assert!(c.cmd("RCPT TO:<someone@remote.example>").await.starts_with("554 5.7.1"));
+    assert_eq!(c.cmd("RCPT TO:<postmaster@localhost>").await, "250 2.1.5 Ok");
+}

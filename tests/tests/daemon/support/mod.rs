@@ -6,6 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod peers;
+pub mod sip;
 pub mod smtp;
 
 use std::fs;

@@ -1,0 +1,100 @@
+//! The SIP fast path in the daemon (DESIGN.md "Fast path"; seed 004, fourth embodiment):
+//! recipients routed to a number get SMTP straight to the destination's final server over a
+//! TCP stream that a SIP session negotiated, and calls for our own numbers are answered with
+//! our SMTP server on the stream.
+//!
+//! - [`streams`]: the one listener every fast-path stream arrives on, matched by FP/1 token;
+//! - [`send`]: the sending side, used by the relay queue for `Fast` recipients; any failure
+//!   before the final `250` is reported so the queue can fall back to relay;
+//! - [`receive`]: the receiving side.
+
+pub mod receive;
+pub mod send;
+pub mod streams;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use sipfast::ua::{Incoming, Registration, SipAgent, SipConfig, Transport};
+use sipmta_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::config::{Config, SipTransport};
+use crate::relay::hop::Connectors;
+use streams::Streams;
+
+/// What both sides of the fast path share.
+#[derive(Debug)]
+pub struct FastPath {
+    /// The SIP user agent.
+    pub agent: SipAgent,
+    /// The stream listener's registry.
+    pub streams: Streams,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The store (protocol table).
+    pub store: Store,
+    /// The address written in our SDP `c=` lines.
+    pub advertise: IpAddr,
+    /// STARTTLS over the stream (encryption only: peers' certificates are rarely public).
+    pub connectors: Connectors,
+}
+
+/// Everything `start` opened that the server runs.
+#[derive(Debug)]
+pub struct Started {
+    /// The shared fast-path state.
+    pub fast: Arc<FastPath>,
+    /// Calls for our numbers.
+    pub incoming: mpsc::Receiver<Incoming>,
+    /// The stream listener.
+    pub listener: TcpListener,
+}
+
+/// Register our numbers and open the stream listener, when the fast path is enabled.
+pub async fn start(config: &Arc<Config>, store: &Store) -> Result<Option<Started>> {
+    let fp = &config.fastpath;
+    if !fp.enabled {
+        return Ok(None);
+    }
+    let plan = store.number_plan(&config.routing.country_code).context("reading the number plan")?;
+    let mut numbers = Vec::new();
+    for n in &fp.numbers {
+        let e164 = plan.normalise(&n.number).with_context(|| format!("fastpath.numbers: {}", n.number))?;
+        let password = match (&n.password, &n.password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        numbers.push(Registration { user: e164.0, password, expires: n.expires.0 });
+    }
+    let mut sip = SipConfig::new(fp.sip_listen, fp.domain.clone());
+    sip.transport = match fp.transport {
+        SipTransport::Udp => Transport::Udp,
+        SipTransport::Tcp => Transport::Tcp,
+    };
+    sip.proxy = Some(fp.proxy);
+    sip.numbers = numbers;
+    sip.user_agent = format!("sipmta/{}", env!("CARGO_PKG_VERSION"));
+    let registered: Vec<String> = sip.numbers.iter().map(|n| n.user.clone()).collect();
+    let (agent, incoming) = SipAgent::start(sip).await.context("starting the SIP user agent")?;
+    info!(addr = %agent.local_addr(), numbers = ?registered, proxy = %fp.proxy, "sip user agent on {}", agent.local_addr());
+    let (streams, listener) =
+        Streams::bind(fp.stream_listen).await.with_context(|| format!("binding fastpath.stream_listen {}", fp.stream_listen))?;
+    let local = streams.local_addr();
+    info!(addr = %local, "fast-path stream listener on {local}");
+    let advertise = fp.advertise.unwrap_or(if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() });
+    let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up fast-path TLS: {e}"))?;
+    let fast = Arc::new(FastPath { agent, streams, config: config.clone(), store: store.clone(), advertise, connectors });
+    Ok(Some(Started { fast, incoming, listener }))
+}

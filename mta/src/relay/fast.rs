@@ -1,0 +1,135 @@
+//! Fast-path recipients in a delivery attempt (DESIGN.md "Fast path"; issue 5 item 4):
+//! recipients routed to a number are delivered over a SIP session, one transaction per number.
+//! A final answer from the destination's server stands (2xx delivered, 5xx failed with a DSN,
+//! as that server will not change its mind); anything else (no answer, SIP errors, FP/1,
+//! broken streams, 4xx) moves the recipients to the relay queue with the reason in their
+//! history, and the same attempt relays them. No final `250` was seen in those cases, so
+//! nothing is delivered twice.
+
+use std::collections::BTreeMap;
+
+use sipmta_rules::Route;
+use sipmta_store::{Envelope, RcptState, now};
+use tracing::{info, warn};
+
+use super::attempt::RelayCtx;
+use super::outbound::{Answer, Txn, TxnRcpt};
+use super::report::{recipient_report, send as send_dsn};
+use crate::dsn::{Action, wanted};
+use crate::fastpath::FastPath;
+use crate::fastpath::send::deliver;
+
+/// Deliver every due fast-path recipient of `env`.
+pub async fn fast_recipients(ctx: &RelayCtx, fast: &FastPath, env: &Envelope, message: &[u8]) {
+    let now = now();
+    let mut numbers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in env.recipients.iter().enumerate() {
+        if let Route::Fast { tel } = &r.route
+            && r.is_pending()
+            && r.next_attempt <= now
+        {
+            numbers.entry(tel.clone()).or_default().push(i);
+        }
+    }
+    for (tel, idxs) in numbers {
+        let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
+        let txn = Txn {
+            sender: &env.sender,
+            env_id: Some(&env_id),
+            ret: env.ret,
+            body: env.body,
+            smtputf8: env.smtputf8,
+            rcpts: idxs
+                .iter()
+                .map(|&i| &env.recipients[i])
+                .map(|r| TxnRcpt { address: &r.address, notify: r.notify, orcpt: r.orcpt.as_deref() })
+                .collect(),
+            message,
+        };
+        match deliver(fast, &tel, &txn).await {
+            Ok(done) => {
+                info!(queue_id = %env.id, tel = %tel, setup_ms = done.setup_ms as u64, "fast path answered");
+                record(ctx, env, &tel, &idxs, done.outcome.answers, done.outcome.dsn_passed).await;
+            }
+            Err(reason) => {
+                info!(queue_id = %env.id, tel = %tel, %reason, "fast path failed; falling back to relay");
+                fall_back(ctx, env, &idxs, &format!("fast path to {tel} failed: {reason}; relaying")).await;
+            }
+        }
+    }
+}
+
+/// Move recipients to the relay route, due now, with the reason in their history.
+async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
+    let (list, text) = (idxs.to_vec(), why.to_owned());
+    let changed = ctx
+        .store
+        .modify(env.id, move |e| {
+            for &i in &list {
+                if let Some(r) = e.recipients.get_mut(i) {
+                    r.route = Route::Relay;
+                    r.next_attempt = 0;
+                    r.last_reply = Some(text.clone());
+                }
+            }
+        })
+        .await;
+    if let Err(e) = changed {
+        warn!(queue_id = %env.id, error = %e, "cannot move fast-path recipients to relay; they will be retried");
+    }
+    for &i in idxs {
+        let _ = ctx.store.record(env.id, Some(&env.recipients[i].address), why);
+    }
+}
+
+/// The destination server's answers: 2xx delivered, 5xx failed; 4xx fall back to relay.
+async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, idxs: &[usize], answers: Vec<Answer>, dsn_passed: bool) {
+    let now = now();
+    let remote = format!("{tel} (fast path)");
+    let pairs: Vec<(usize, Answer)> = idxs.iter().copied().zip(answers).collect();
+    let transient: Vec<usize> = pairs.iter().filter(|(_, a)| !a.is_positive() && !a.is_permanent()).map(|(i, _)| *i).collect();
+    let finals: Vec<(usize, Answer)> = pairs.iter().filter(|(_, a)| a.is_positive() || a.is_permanent()).cloned().collect();
+    let (changes, remote_for) = (finals.clone(), remote.clone());
+    let updated = ctx
+        .store
+        .modify(env.id, move |e| {
+            for (i, answer) in &changes {
+                let Some(r) = e.recipients.get_mut(*i) else { continue };
+                r.attempts += 1;
+                r.updated = now;
+                r.remote_mta = Some(remote_for.clone());
+                r.state = if answer.is_positive() { RcptState::Delivered } else { RcptState::Failed };
+                r.last_reply = Some(answer.to_string());
+            }
+        })
+        .await;
+    let env = match updated {
+        Ok(Some(env)) => env,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(queue_id = %env.id, error = %e, "cannot record fast-path results; they will be retried");
+            return;
+        }
+    };
+    let mut failed = Vec::new();
+    let mut delivered = Vec::new();
+    for (i, answer) in &finals {
+        let r = &env.recipients[*i];
+        let result = if answer.is_positive() { "delivered" } else { "failed" };
+        info!(queue_id = %env.id, rcpt = %r.address, route = "fast", tel, result, reply = %answer, "delivery");
+        let _ = ctx.store.record(env.id, Some(&r.address), format!("{result} via fast path to {tel} ({answer})"));
+        if answer.is_permanent() && wanted(r.notify, Action::Failed) {
+            failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
+        }
+        // The peer is the final server; when it cannot report success itself, we do.
+        if answer.is_positive() && !dsn_passed && r.notify.is_some_and(|n| n.success) {
+            delivered.push(recipient_report(r, Action::Delivered, "2.0.0", Some(answer.to_string()), None));
+        }
+    }
+    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, failed).await;
+    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, delivered).await;
+    if !transient.is_empty() {
+        let why = pairs.iter().find(|(i, _)| transient.contains(i)).map(|(_, a)| a.to_string()).unwrap_or_default();
+        fall_back(ctx, &env, &transient, &format!("fast path to {tel}: {why}; relaying")).await;
+    }
+}
