@@ -84,7 +84,7 @@ async fn answer_call(fp: Arc<FastPath>, smtp: Arc<Ctx>, call: Incoming) {
     let wanted: Vec<&str> = ours.protocols.iter().map(String::as_str).collect();
     match callee_handshake(stream, role, &ours.token, &wanted, preamble).await {
         Ok((stream, protocol)) if protocol == "smtp" => {
-            info!(%peer, "fast-path SMTP session");
+            info!(%peer, ?role, "fast-path SMTP session");
             let local = fp.streams.local_addr();
             let st = SessionState::new(Kind::FastPath, peer, local);
             // Ends when the caller says QUIT or the stream closes; a BYE meanwhile ends it too.

@@ -8,6 +8,7 @@
 pub mod peers;
 pub mod sip;
 pub mod smtp;
+pub mod stream_peer;
 
 use std::fs;
 use std::io::Write;

@@ -1,11 +1,13 @@
-//! Kamailio (the reference test config, a copy of ../shared/reference/kamailio-test.cfg) as the
-//! SIP registrar/proxy between sipmta sites, on free loopback ports.
+//! SIP peers for the fast-path tests, on free loopback ports: Kamailio (the reference test
+//! config, a copy of ../shared/reference/kamailio-test.cfg) as the registrar/proxy between
+//! sipmta sites, and sipp running one of sipfast's scenarios (sipfast/tests/sipp/) as the
+//! remote user agent.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use super::wait_for;
+use super::{wait_for, workspace};
 
 /// The SIP domain the config serves.
 pub const DOMAIN: &str = "sip.example";
@@ -84,6 +86,88 @@ impl Drop for Kamailio {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// sipp playing one scenario once over UDP, as the UAS a daemon's INVITE reaches directly
+/// (the daemon's `fastpath.proxy`); killed on drop.
+pub struct Sipp {
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Sipp {
+    /// Starts `scenario` with each `(placeholder, value)` replaced in a copy (sipp takes status
+    /// codes and bodies only from the scenario text) and `-key` pairs, and waits until it listens.
+    pub fn start(scenario: &str, replace: &[(&str, &str)], keys: &[(&str, &str)]) -> Sipp {
+        let sipp = ["/usr/bin/sipp", "/usr/local/bin/sipp"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or_else(|| panic!("sipp is not installed (Debian package sip-tester); run ./tests/run.sh"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = std::fs::read_to_string(workspace().join("sipfast/tests/sipp").join(scenario)).unwrap();
+        for (placeholder, value) in replace {
+            text = text.replace(placeholder, value);
+        }
+        let copy = dir.path().join(scenario);
+        std::fs::write(&copy, text).unwrap();
+        let port = free_port();
+        let d = dir.path();
+        let mut command = Command::new(sipp);
+        command
+            .arg("-sf")
+            .arg(&copy)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", "u1", "-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
+            .args(["-trace_msg", "-trace_err", "-trace_logs"])
+            .arg("-message_file")
+            .arg(d.join("messages.log"))
+            .arg("-error_file")
+            .arg(d.join("errors.log"))
+            .arg("-log_file")
+            .arg(d.join("log.log"));
+        for (key, value) in keys {
+            command.args(["-key", key, value]);
+        }
+        let stderr = std::fs::File::create(d.join("stderr.log")).unwrap();
+        let child = command.current_dir(d).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
+        let mut sipp = Sipp { addr: SocketAddr::from(([127, 0, 0, 1], port)), dir, child };
+        wait_for("sipp to listen", || {
+            if let Some(status) = sipp.child.try_wait().unwrap() {
+                panic!("sipp {scenario} exited at start ({status}): {}", sipp.read("stderr.log"));
+            }
+            port_bound("udp", port)
+        });
+        sipp
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// Waits for the scenario to end, asserts that it passed (every expected request came, in
+    /// order) and returns the SIP messages it sent and received.
+    pub fn passed(mut self) -> String {
+        let mut status = None;
+        wait_for("sipp to finish its scenario", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        let messages = self.read("messages.log");
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "sipp scenario failed ({status:?}); errors:\n{}\nlog:\n{}\nmessages:\n{messages}",
+            self.read("errors.log"),
+            self.read("log.log")
+        );
+        messages
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
