@@ -177,17 +177,18 @@ fn an_answer_without_a_fast_path_stream_falls_back_to_relay() {
     relayed_once(&a, &b, &id, "unusable SDP answer from +815022222222: answer declines the application/TCP stream");
 }
 
-/// sipp answers with a passive stream at the scripted peer's port, echoing the offer's token.
-fn answered_into(peer: &StreamPeer) -> Sipp {
+/// sipp answers `calls` calls with a passive stream at the scripted peer's port, echoing each
+/// offer's token.
+fn answered_into(peer: &StreamPeer, calls: u32) -> Sipp {
     let sdp = format!("m=application {} TCP smtp\na=setup:passive\na=connection:new\na=fp-token:[$token]", peer.port);
-    Sipp::start("uas_answer_sdp.xml", &[("__SDP__", &sdp)], &[])
+    Sipp::start_calls("uas_answer_sdp.xml", &[("__SDP__", &sdp)], &[], calls)
 }
 
 #[test]
 fn an_fp1_refusal_falls_back_to_relay() {
     let b = relay_target();
     let peer = StreamPeer::start(Script::RefuseInPreamble);
-    let sipp = answered_into(&peer);
+    let sipp = answered_into(&peer, 1);
     let a = caller_towards(sipp.addr, &b, "5s");
     let id = send(&a, "bob@b.example", "refused in FP/1");
     let seen = peer.finish();
@@ -200,7 +201,7 @@ fn an_fp1_refusal_falls_back_to_relay() {
 fn a_stream_reset_during_data_falls_back_to_relay() {
     let b = relay_target();
     let peer = StreamPeer::start(Script::ResetInData);
-    let sipp = answered_into(&peer);
+    let sipp = answered_into(&peer, 1);
     let a = caller_towards(sipp.addr, &b, "5s");
     let id = send(&a, "bob@b.example", "reset in DATA");
     let seen = peer.finish();
@@ -209,4 +210,26 @@ fn a_stream_reset_during_data_falls_back_to_relay() {
     relayed_once(&a, &b, &id, "SMTP over the fast path to +815022222222: ");
     let mail = std::fs::read_to_string(&b.mailbox("b.example/bob")[0]).unwrap();
     assert!(mail.contains("Subject: reset in DATA"), "{mail}");
+}
+
+#[test]
+fn a_refused_use_clears_the_protocol_table_and_falls_back_to_relay() {
+    let b = relay_target();
+    let peer = StreamPeer::sequence(vec![Script::Deliver, Script::RefuseUse]);
+    let sipp = answered_into(&peer, 2);
+    let a = caller_towards(sipp.addr, &b, "5s");
+    // The first call negotiates smtp and the peer stores the message.
+    let first = send(&a, "carol@b.example", "stored by the peer");
+    wait_for("A to record the fast-path delivery", || history(&a, &first).contains("delivered via fast path to +815022222222"));
+    let table = String::from_utf8_lossy(&cli(&a.config, &["protocol", "list"], "").stdout).into_owned();
+    assert!(table.contains("+815022222222  smtp   0 uses  0 failures"), "{table}");
+    // The second skips PROTOS? and the peer refuses the known protocol.
+    let second = send(&a, "bob@b.example", "USE refused");
+    let streams = peer.finish_all();
+    assert!(streams[0].contains("FP/1 PROTOS?") && streams[0].contains("\n."), "{}", streams[0]);
+    assert!(!streams[1].contains("PROTOS?") && streams[1].contains("FP/1 USE smtp"), "{}", streams[1]);
+    sipp.passed();
+    relayed_once(&a, &b, &second, "FP/1 with +815022222222: FP/1 protocol smtp not supported by the callee");
+    let table = String::from_utf8_lossy(&cli(&a.config, &["protocol", "list"], "").stdout).into_owned();
+    assert!(table.contains("+815022222222  -      0 uses  1 failures  last failure: FP/1 protocol smtp not supported"), "{table}");
 }

@@ -91,7 +91,7 @@ impl Drop for Kamailio {
     }
 }
 
-/// sipp playing one scenario once over UDP, as the UAS a daemon's INVITE reaches directly
+/// sipp playing one scenario over UDP, as the UAS a daemon's INVITE reaches directly
 /// (the daemon's `fastpath.proxy`); killed on drop.
 pub struct Sipp {
     pub addr: SocketAddr,
@@ -103,6 +103,11 @@ impl Sipp {
     /// Starts `scenario` with each `(placeholder, value)` replaced in a copy (sipp takes status
     /// codes and bodies only from the scenario text) and `-key` pairs, and waits until it listens.
     pub fn start(scenario: &str, replace: &[(&str, &str)], keys: &[(&str, &str)]) -> Sipp {
+        Sipp::start_calls(scenario, replace, keys, 1)
+    }
+
+    /// [`Sipp::start`] for `calls` calls, one after the other.
+    pub fn start_calls(scenario: &str, replace: &[(&str, &str)], keys: &[(&str, &str)], calls: u32) -> Sipp {
         let sipp = ["/usr/bin/sipp", "/usr/local/bin/sipp"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -120,7 +125,20 @@ impl Sipp {
         command
             .arg("-sf")
             .arg(&copy)
-            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", "u1", "-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "u1",
+                "-m",
+                &calls.to_string(),
+                "-nostdin",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+            ])
             .args(["-trace_msg", "-trace_err", "-trace_logs"])
             .arg("-message_file")
             .arg(d.join("messages.log"))

@@ -1,6 +1,6 @@
 //! A scripted fast-path callee on the stream side (the TCP listener a sipp answer points the
-//! daemon at), for failures a real sipmta callee does not produce on demand: refusing in the
-//! FP/1 preamble, or resetting the stream in the middle of DATA.
+//! daemon at), for what a real sipmta callee does not do on demand: refusing in the FP/1
+//! preamble or at `USE`, or resetting the stream in the middle of DATA.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 pub enum Script {
     /// Answer `FP/1 HELLO` with `FP/1 ERR 503 overloaded` and close.
     RefuseInPreamble,
+    /// Echo `HELLO`, then answer `USE` with `FP/1 ERR 415 unsupported-protocol` and close.
+    RefuseUse,
+    /// Complete FP/1 and an SMTP transaction, answering the final dot `250` (a final server).
+    Deliver,
     /// Complete FP/1 (`smtp`), accept MAIL, RCPT and DATA, then reset the connection (RST)
     /// once the message's first lines have arrived: no reply to the final dot ever comes.
     ResetInData,
@@ -21,23 +25,40 @@ pub enum Script {
 /// The listening peer; [`StreamPeer::finish`] returns what it received.
 pub struct StreamPeer {
     pub port: u16,
-    handle: JoinHandle<String>,
+    handle: JoinHandle<Vec<String>>,
 }
 
 impl StreamPeer {
+    /// Accepts one stream and plays `script` on it.
     pub fn start(script: Script) -> StreamPeer {
+        StreamPeer::sequence(vec![script])
+    }
+
+    /// Accepts one stream per script, in turn.
+    pub fn sequence(scripts: Vec<Script>) -> StreamPeer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let handle = std::thread::spawn(move || {
-            let stream = accept(&listener);
-            stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            play(stream, script)
+            scripts
+                .into_iter()
+                .map(|script| {
+                    let stream = accept(&listener);
+                    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    play(stream, script)
+                })
+                .collect()
         });
         StreamPeer { port, handle }
     }
 
-    /// The lines the peer received (joined by newlines); panics if the script failed.
+    /// The lines the peer received on its one stream (joined by newlines); panics if the
+    /// script failed.
     pub fn finish(self) -> String {
+        self.finish_all().join("\n")
+    }
+
+    /// The lines received on each stream, in order.
+    pub fn finish_all(self) -> Vec<String> {
         self.handle.join().unwrap()
     }
 }
@@ -92,18 +113,30 @@ fn play(stream: TcpStream, script: Script) -> String {
         next = lines.next();
     }
     assert_eq!(next, "FP/1 USE smtp");
+    if script == Script::RefuseUse {
+        out.write_all(b"FP/1 ERR 415 unsupported-protocol\r\n").unwrap();
+        return lines.seen.join("\n");
+    }
     // No ESMTP extensions: the client sends one command at a time.
     out.write_all(b"FP/1 OK smtp\r\n220 peer.test ESMTP\r\n").unwrap();
     let mut in_data = false;
     loop {
         let l = lines.next();
         if in_data {
-            if l.starts_with("Subject:") {
+            if script == Script::ResetInData && l.starts_with("Subject:") {
                 break;
+            }
+            if l == "." {
+                in_data = false;
+                out.write_all(b"250 2.0.0 stored\r\n").unwrap();
             }
             continue;
         }
         let reply: &[u8] = match l.get(..4).map(str::to_ascii_uppercase).as_deref() {
+            Some("QUIT") => {
+                out.write_all(b"221 2.0.0 bye\r\n").unwrap();
+                return lines.seen.join("\n");
+            }
             Some("EHLO") => b"250 peer.test\r\n",
             Some("MAIL" | "RCPT") => b"250 2.0.0 ok\r\n",
             Some("DATA") => {
