@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::support::sip::{DOMAIN, Kamailio, Sipp, free_port};
+use crate::support::smtp::Raw;
 use crate::support::stream_peer::{Script, StreamPeer};
 use crate::support::*;
 
@@ -218,8 +219,15 @@ fn a_refused_use_clears_the_protocol_table_and_falls_back_to_relay() {
     let peer = StreamPeer::sequence(vec![Script::Deliver, Script::RefuseUse]);
     let sipp = answered_into(&peer, 2);
     let a = caller_towards(sipp.addr, &b, "5s");
-    // The first call negotiates smtp and the peer stores the message.
-    let first = send(&a, "carol@b.example", "stored by the peer");
+    // The first call negotiates smtp and the peer, a final server offering DSN, stores the
+    // message: the sender's DSN requests go to it.
+    let (mut raw, _) = Raw::connect(a.smtp);
+    assert!(raw.cmd("EHLO client.test").starts_with("250"));
+    assert!(raw.cmd("MAIL FROM:<alice@a.example> RET=HDRS ENVID=fp-envid-1").starts_with("250"));
+    assert!(raw.cmd("RCPT TO:<carol@b.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol@b.example").starts_with("250"));
+    assert!(raw.cmd("DATA").starts_with("354"));
+    let queued = raw.cmd("Subject: stored by the peer\r\n\r\nhello\r\n.");
+    let first = queue_id(&queued);
     wait_for("A to record the fast-path delivery", || history(&a, &first).contains("delivered via fast path to +815022222222"));
     let table = String::from_utf8_lossy(&cli(&a.config, &["protocol", "list"], "").stdout).into_owned();
     assert!(table.contains("+815022222222  smtp   0 uses  0 failures"), "{table}");
@@ -227,9 +235,12 @@ fn a_refused_use_clears_the_protocol_table_and_falls_back_to_relay() {
     let second = send(&a, "bob@b.example", "USE refused");
     let streams = peer.finish_all();
     assert!(streams[0].contains("FP/1 PROTOS?") && streams[0].contains("\n."), "{}", streams[0]);
+    assert!(streams[0].contains("MAIL FROM:<alice@a.example> RET=HDRS ENVID=fp-envid-1"), "{}", streams[0]);
+    assert!(streams[0].contains("RCPT TO:<carol@b.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol@b.example"), "{}", streams[0]);
     assert!(!streams[1].contains("PROTOS?") && streams[1].contains("FP/1 USE smtp"), "{}", streams[1]);
     sipp.passed();
     relayed_once(&a, &b, &second, "FP/1 with +815022222222: FP/1 protocol smtp not supported by the callee");
+    assert!(a.mailbox("a.example/alice").is_empty(), "the final server reports success, not A");
     let table = String::from_utf8_lossy(&cli(&a.config, &["protocol", "list"], "").stdout).into_owned();
     assert!(table.contains("+815022222222  -      0 uses  1 failures  last failure: FP/1 protocol smtp not supported"), "{table}");
 }

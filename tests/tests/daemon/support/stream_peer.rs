@@ -15,7 +15,8 @@ pub enum Script {
     RefuseInPreamble,
     /// Echo `HELLO`, then answer `USE` with `FP/1 ERR 415 unsupported-protocol` and close.
     RefuseUse,
-    /// Complete FP/1 and an SMTP transaction, answering the final dot `250` (a final server).
+    /// Complete FP/1 and an SMTP transaction, answering the final dot `250` (a final server
+    /// that offers DSN, so the caller passes NOTIFY/ORCPT/ENVID on).
     Deliver,
     /// Complete FP/1 (`smtp`), accept MAIL, RCPT and DATA, then reset the connection (RST)
     /// once the message's first lines have arrived: no reply to the final dot ever comes.
@@ -137,6 +138,7 @@ fn play(stream: TcpStream, script: Script) -> String {
                 out.write_all(b"221 2.0.0 bye\r\n").unwrap();
                 return lines.seen.join("\n");
             }
+            Some("EHLO") if script == Script::Deliver => b"250-peer.test\r\n250 DSN\r\n",
             Some("EHLO") => b"250 peer.test\r\n",
             Some("MAIL" | "RCPT") => b"250 2.0.0 ok\r\n",
             Some("DATA") => {
