@@ -6,7 +6,9 @@
 //! - [`ua`]: a SIP user agent (UAC and UAS) on rsipstack `=0.7.14`, behind a small interface of
 //!   its own (no rsipstack type in it) so the stack can be swapped: REGISTER with digest
 //!   authentication and refresh, INVITE with the SDP offer, CANCEL, BYE, OPTIONS, CRLF keep-alive;
-//! - the built-in registrar/proxy that `sipmta serve` runs on 127.0.0.1:5060 by default;
+//! - [`registrar`]: the built-in SIP registrar and stateful proxy that `sipmta serve` runs on
+//!   127.0.0.1:5060 by default (REGISTER with digest auth, locations behind a trait, INVITE,
+//!   ACK, BYE, CANCEL and OPTIONS routed with Record-Route), standing in for Kamailio;
 //! - [`sdp`]: sans-IO SDP (RFC 4566 subset) for the `m=application <port> TCP smtp http` offer,
 //!   the callee's answer or `488`, and the caller's reading of the answer, with the RFC 4145
 //!   `setup`/`connection` role rules and the `fp-token`;
@@ -18,5 +20,6 @@
 //! Parts of this list are still to be written; each module's own doc says what it covers.
 
 pub mod fp1;
+pub mod registrar;
 pub mod sdp;
 pub mod ua;
