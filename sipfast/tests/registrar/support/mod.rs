@@ -1,0 +1,260 @@
+//! Support for the registrar tests: the registrar on a free loopback port, agents configured
+//! against it, raw SIP over UDP and TCP, and sipp as a foreign user agent (copied from the ua
+//! tests' support, less Kamailio). Everything waits on conditions (a bound port, an answer, an
+//! exit), never on fixed sleeps.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use sipfast::registrar::{Locations, MemoryLocations, Registrar, RegistrarConfig, RegistrarHandle, RegistrarUser};
+use sipfast::ua::{Registration, SipConfig, Transport};
+
+/// The SIP domain of every test agent.
+pub const DOMAIN: &str = "sip.example";
+/// The password of every configured user.
+pub const PASSWORD: &str = "secret";
+/// A's and B's numbers; C is configured but never registers.
+pub const A: &str = "+815012345678";
+pub const B: &str = "+815087654321";
+pub const C: &str = "+815011112222";
+
+/// Logs to the test output; `RUST_LOG` overrides the default.
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "sipfast=debug,rsipstack=warn".into());
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().init();
+    });
+}
+
+/// A program the tests need (searched in `PATH`, then /usr/sbin), with a clear failure when it
+/// is missing.
+pub fn program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (Debian package sip-tester); run ./tests/run.sh"))
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Whether something listens on 127.0.0.1:`port` over `proto` ("udp" or "tcp"), read from
+/// /proc/net so that checking does not disturb the peer.
+pub fn port_bound(proto: &str, port: u16) -> bool {
+    let table = std::fs::read_to_string(format!("/proc/net/{proto}")).unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // TCP: only a listening socket (state 0A) counts.
+        fields.len() > 3 && fields[1] == local && (proto == "udp" || fields[3] == "0A")
+    })
+}
+
+/// Waits up to 20 s for `condition`.
+pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after 20 s waiting for {what}");
+}
+
+/// A test agent's configuration: `numbers` registered through `proxy` with `password`.
+pub fn agent_config(transport: Transport, proxy: SocketAddr, numbers: &[&str], password: Option<&str>) -> SipConfig {
+    let mut config = SipConfig::new("127.0.0.1:0".parse().unwrap(), DOMAIN);
+    config.transport = transport;
+    config.proxy = Some(proxy);
+    config.numbers = numbers.iter().map(|n| Registration { password: password.map(str::to_string), ..Registration::new(*n) }).collect();
+    config
+}
+
+/// An SDP body standing in for the fast-path offer/answer (opaque to the agent).
+pub fn sdp(port: u16, setup: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=application {port} TCP smtp http\r\na=setup:{setup}\r\na=connection:new\r\n"
+    )
+}
+
+/// A sipp instance running one of our scenarios (tests/sipp/) once.
+pub struct Sipp {
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    child: tokio::process::Child,
+}
+
+impl Sipp {
+    /// Starts `scenario` listening on a free port (as a UAS or registrar) with `-key` pairs and
+    /// further arguments (e.g. a remote host for a UAC), and waits until it has bound its port.
+    pub async fn start(scenario: &str, transport: Transport, keys: &[(&str, &str)], args: &[&str]) -> Sipp {
+        Sipp::start_template(scenario, &[], transport, keys, args).await
+    }
+
+    /// [`Sipp::start`] on a copy of `scenario` with each `(placeholder, value)` replaced, for what
+    /// sipp will not take from a `-key` (a status code).
+    pub async fn start_template(
+        scenario: &str,
+        replace: &[(&str, &str)],
+        transport: Transport,
+        keys: &[(&str, &str)],
+        args: &[&str],
+    ) -> Sipp {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = std::fs::read_to_string(scenario_path(scenario)).unwrap();
+        for (placeholder, value) in replace {
+            text = text.replace(placeholder, value);
+        }
+        let copy = dir.path().join(scenario);
+        std::fs::write(&copy, text).unwrap();
+        let mut command = tokio::process::Command::new(program("sipp"));
+        command
+            .arg("-sf")
+            .arg(copy)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", if transport == Transport::Tcp { "t1" } else { "u1" }])
+            .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error", "-trace_msg", "-trace_err", "-trace_logs"])
+            .arg("-message_file")
+            .arg(dir.path().join("messages.log"))
+            .arg("-error_file")
+            .arg(dir.path().join("errors.log"))
+            .arg("-log_file")
+            .arg(dir.path().join("log.log"));
+        for (key, value) in keys {
+            command.args(["-key", key, value]);
+        }
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        command.args(args).current_dir(dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(true);
+        let child = command.spawn().unwrap();
+        let proto = if transport == Transport::Tcp { "tcp" } else { "udp" };
+        let mut sipp = Sipp { addr: SocketAddr::from(([127, 0, 0, 1], port)), dir, child };
+        // A UAC over TCP does not listen; a UAS or registrar does.
+        if !args.iter().any(|a| a.contains(':')) {
+            let start = Instant::now();
+            while !port_bound(proto, port) {
+                if let Some(status) = sipp.child.try_wait().unwrap() {
+                    panic!("sipp {scenario} exited at start ({status}):\n{}", sipp.read("stderr.log"));
+                }
+                assert!(start.elapsed() < Duration::from_secs(20), "sipp did not bind its port");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        sipp
+    }
+
+    /// The SIP messages sipp has sent and received so far.
+    pub fn messages(&self) -> String {
+        self.read("messages.log")
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// Waits (up to 30 s) for the scenario to end and asserts it passed, showing its traces
+    /// otherwise.
+    pub async fn passed(mut self) -> String {
+        let status: ExitStatus = match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!("sipp did not finish; messages:\n{}", self.messages()),
+        };
+        let messages = self.messages();
+        assert!(
+            status.success(),
+            "sipp scenario failed ({status}); stderr:\n{}\nerrors:\n{}\nlog:\n{}\nmessages:\n{messages}",
+            self.read("stderr.log"),
+            self.read("errors.log"),
+            self.read("log.log")
+        );
+        messages
+    }
+}
+
+fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+}
+
+/// A registrar on a free loopback port for [`DOMAIN`], with its location table.
+pub struct TestRegistrar {
+    pub handle: RegistrarHandle,
+    pub locations: Arc<MemoryLocations>,
+}
+
+impl TestRegistrar {
+    /// Starts one where A, B and C are configured with [`PASSWORD`] (`auth`), or open
+    /// registration (no users).
+    pub async fn start(auth: bool) -> TestRegistrar {
+        let mut config = RegistrarConfig::new("127.0.0.1:0".parse().unwrap(), DOMAIN);
+        if auth {
+            config.users = [A, B, C].iter().map(|n| RegistrarUser::new(*n, PASSWORD)).collect();
+        }
+        TestRegistrar::with_config(config).await
+    }
+
+    pub async fn with_config(config: RegistrarConfig) -> TestRegistrar {
+        let locations = Arc::new(MemoryLocations::new());
+        let handle = Registrar::start(config, locations.clone()).await.unwrap();
+        TestRegistrar { handle, locations }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// How many live bindings `aor` has.
+    pub fn bindings(&self, aor: &str) -> usize {
+        let now = std::time::SystemTime::now();
+        self.locations.bindings(aor).unwrap().iter().filter(|b| b.is_live(now)).count()
+    }
+}
+
+/// Sends one request over UDP from a fresh socket and returns the first final answer
+/// (provisional ones are skipped), within 10 s.
+pub async fn udp_request(to: SocketAddr, request: &str) -> String {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let request = request.replace("[local]", &socket.local_addr().unwrap().to_string());
+    socket.send_to(request.as_bytes(), to).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(10), socket.recv_from(&mut buf)).await.expect("an answer").unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !answer.starts_with("SIP/2.0 1") {
+            return answer;
+        }
+    }
+}
+
+/// A REGISTER of `user` with `contact` (third-party registration: the contact need not be the
+/// sender), open registration; `[local]` is replaced by the sender's address.
+pub fn register_request(user: &str, contact: &str, transport: &str) -> String {
+    format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} [local];branch=z9hG4bK{user}reg;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@{DOMAIN}>;tag=t1\r\n\
+         To: <sip:{user}@{DOMAIN}>\r\n\
+         Call-ID: third-party-{user}\r\n\
+         CSeq: 1 REGISTER\r\n\
+         Contact: <{contact}>\r\n\
+         Expires: 600\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
