@@ -173,6 +173,9 @@ pub enum RegistrarError {
     Random,
 }
 
+/// How long [`RegistrarHandle::shutdown`] waits for forwarded requests to be answered.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 /// Starts registrars; see the module docs.
 #[derive(Debug)]
 pub struct Registrar;
@@ -201,11 +204,11 @@ impl Registrar {
         // Connections of registered user agents stay open between their 30 s pings; close
         // one only when it has been silent for longer than any binding lives.
         let idle = Duration::from_secs(u64::from(config.max_expires) + 60);
-        let cancel = CancellationToken::new();
+        let (drain, cancel) = (CancellationToken::new(), CancellationToken::new());
         info!(%local, "sip registrar listener on UDP and TCP");
-        let task = tokio::spawn(shell::run(core, udp, tcp, idle, cancel.clone()));
+        let task = tokio::spawn(shell::run(core, udp, tcp, idle, drain.clone(), cancel.clone()));
         info!(%local, domain = %config.domain, users = config.users.len(), "sip registrar ready");
-        Ok(RegistrarHandle { local, cancel, task: Some(task) })
+        Ok(RegistrarHandle { local, drain, cancel, task: Some(task) })
     }
 }
 
@@ -213,6 +216,7 @@ impl Registrar {
 #[derive(Debug)]
 pub struct RegistrarHandle {
     local: SocketAddr,
+    drain: CancellationToken,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -223,14 +227,26 @@ impl RegistrarHandle {
         self.local
     }
 
-    /// Stops serving: the sockets close and transactions still open are abandoned (user
-    /// agents retransmit or time out, RFC 3261 §17).
-    pub async fn shutdown(mut self) {
-        self.cancel.cancel();
-        if let Some(task) = self.task.take() {
+    /// Stops serving, draining first: new registrations and calls are answered `503`, while
+    /// requests already forwarded get their answers routed back, for at most `drain` (then
+    /// what is still open is abandoned: user agents retransmit or time out, RFC 3261 §17).
+    /// Then the sockets close.
+    pub async fn shutdown_within(mut self, drain: Duration) {
+        self.drain.cancel();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(drain, &mut task).await.is_err()
+        {
+            info!(local = %self.local, "sip registrar drain timed out");
+            self.cancel.cancel();
             task.await.ok();
         }
+        self.cancel.cancel();
         info!(local = %self.local, "sip registrar stopped");
+    }
+
+    /// [`RegistrarHandle::shutdown_within`] 5 seconds.
+    pub async fn shutdown(self) {
+        self.shutdown_within(SHUTDOWN_DRAIN).await;
     }
 }
 

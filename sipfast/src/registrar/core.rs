@@ -107,6 +107,9 @@ pub(crate) struct ServerTx {
     pub(crate) retransmit: Option<(Instant, Duration)>,
     /// When the record is dropped; `None` while no final answer was sent.
     pub(crate) expires: Option<Instant>,
+    /// A 2xx to this INVITE went up and its ACK (a transaction of its own, §13.2.2.4) has not
+    /// passed yet: a draining shutdown waits for it so the dialog gets established.
+    pub(crate) awaiting_ack: bool,
 }
 
 /// A request we forwarded downstream.
@@ -151,11 +154,23 @@ pub(crate) struct Core {
     pub(crate) clients: HashMap<ClientKey, ClientTx>,
     /// What the current call has to send.
     pub(crate) out: Vec<Transmit>,
+    /// Shutting down: new out-of-dialog requests get `503`, dialogs and pending
+    /// transactions go on until [`Core::is_idle`].
+    pub(crate) draining: bool,
 }
 
 impl Core {
     pub(crate) fn new(settings: Settings, locations: Arc<dyn Locations>, nonces: Nonces) -> Self {
-        Core { settings, locations, nonces, rng: SystemRandom::new(), servers: HashMap::new(), clients: HashMap::new(), out: Vec::new() }
+        Core {
+            settings,
+            locations,
+            nonces,
+            rng: SystemRandom::new(),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            out: Vec::new(),
+            draining: false,
+        }
     }
 
     /// One message received from `from` (a datagram, or a frame off a stream).
@@ -216,6 +231,22 @@ impl Core {
         std::mem::take(&mut self.out)
     }
 
+    /// Whether no forwarded request is still waiting for its final answer, and no answered
+    /// INVITE for its ACK.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.clients.values().all(|c| c.server.is_none() || c.final_status.is_some()) && self.servers.values().all(|s| !s.awaiting_ack)
+    }
+
+    /// Notes that the ACK of the 2xx to the INVITE with `call_id` and CSeq number `seq` passed.
+    pub(crate) fn ack_passed(&mut self, call_id: &str, seq: u32) {
+        for server in self.servers.values_mut().filter(|s| s.awaiting_ack) {
+            let request = &server.request.headers;
+            if message::call_id(request).as_deref() == Some(call_id) && message::cseq(request).is_some_and(|(n, _)| n == seq) {
+                server.awaiting_ack = false;
+            }
+        }
+    }
+
     /// The earliest instant a timer is due, if any.
     pub(crate) fn next_timer(&self) -> Option<Instant> {
         let clients = self.clients.values().flat_map(|c| [Some(c.deadline), c.retransmit.map(|(at, _)| at)]);
@@ -271,6 +302,7 @@ impl Core {
         if code >= 200 {
             server.expires = Some(now.at + LINGER);
             let invite = key.2 == "INVITE";
+            server.awaiting_ack = invite && code < 300;
             if invite && code >= 300 && server.source.transport == Transport::Udp {
                 server.retransmit = Some((now.at + T1, T1));
             }
@@ -309,7 +341,8 @@ impl Core {
     /// A server transaction for a new request.
     pub(crate) fn open_server(&mut self, key: ServerKey, request: Request, source: Peer) {
         let tag = self.token();
-        self.servers.insert(key, ServerTx { request, source, last: None, tag, client: None, retransmit: None, expires: None });
+        self.servers
+            .insert(key, ServerTx { request, source, last: None, tag, client: None, retransmit: None, expires: None, awaiting_ack: false });
     }
 
     /// Sends `request` downstream as a new client transaction; returns its key.

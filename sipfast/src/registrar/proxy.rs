@@ -78,9 +78,15 @@ impl Core {
             self.respond(&key, 420, None, vec![Header::Unsupported(rsip::Unsupported::new(required))], now);
             return;
         }
+        let in_dialog = message::to_tag(&req.headers).is_some();
+        if self.draining && !in_dialog {
+            // Shutting down: dialogs end normally, nothing new starts (RFC 3261 §21.5.4).
+            self.respond(&key, 503, None, vec![Header::RetryAfter(rsip::RetryAfter::new("5"))], now);
+            return;
+        }
         if method == Method::Register {
             self.register(&key, now);
-        } else if message::to_tag(&req.headers).is_some() {
+        } else if in_dialog {
             self.forward_in_dialog(Some(key), req, from, now);
         } else {
             self.route_initial(&key, req, from, now);
@@ -160,6 +166,9 @@ impl Core {
         let target = next.as_ref().and_then(message::uri_target);
         match (key, ours, target) {
             (None, true, Some(to)) => {
+                if let (Some(call_id), Some((seq, _))) = (message::call_id(&req.headers), message::cseq(&req.headers)) {
+                    self.ack_passed(&call_id, seq);
+                }
                 let via_branch = format!("z9hG4bK{}", self.token());
                 let req = self.prepare(req, &via_branch, to.transport, from, false);
                 let bytes = req.to_bytes();

@@ -8,6 +8,8 @@
 //!   connection reuses it (the flow a user agent registered over, or the connection a request
 //!   came on, RFC 3261 §18.2.2), otherwise a new connection is made to the `connect` address;
 //! - every task watches the shutdown token, so nothing outlives [`super::RegistrarHandle`];
+//!   before it fires, shutdown drains: new calls and registrations get `503`, and the task
+//!   ends once every forwarded request has had its answer (bounded by the handle);
 //! - a connection closes after `idle` without a byte (the user agents ping every 30 s), on a
 //!   framing error (the stream is out of sync), or when [`MAX_CONNECTIONS`] are open.
 
@@ -41,17 +43,32 @@ enum Event {
     SendFailed { client: ClientKey },
 }
 
-/// Runs the registrar until `cancel` fires.
-pub(crate) async fn run(mut core: Core, udp: UdpSocket, tcp: TcpListener, idle: Duration, cancel: CancellationToken) {
+/// Runs the registrar until `cancel` fires, or once `drain` has fired and the core has no
+/// forwarded request left waiting for its answer.
+pub(crate) async fn run(
+    mut core: Core,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    idle: Duration,
+    drain: CancellationToken,
+    cancel: CancellationToken,
+) {
     let (events_tx, mut events) = mpsc::channel::<Event>(1024);
     let ctx = Ctx { events: events_tx, cancel: cancel.clone(), idle, next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)) };
     tokio::spawn(accept_loop(tcp, ctx.clone()));
     let mut connections: HashMap<SocketAddr, (u64, mpsc::Sender<Vec<u8>>)> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
+        if core.draining && core.is_idle() {
+            break;
+        }
         let timer = core.next_timer();
         let out = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = drain.cancelled(), if !core.draining => {
+                core.draining = true;
+                continue;
+            }
             received = udp.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
                     let data = &buf[..n];

@@ -429,3 +429,48 @@ fn a_call_from_udp_to_tcp_is_double_record_routed() {
     assert!(header(&fwd, "Via")[0].starts_with("SIP/2.0/TCP 127.0.0.1:5060"), "{fwd}");
     assert_eq!(header(&fwd, "Record-Route"), vec!["<sip:127.0.0.1:5060;transport=tcp;lr>", "<sip:127.0.0.1:5060;lr>"]);
 }
+
+#[test]
+fn draining_refuses_new_requests_and_waits_for_pending_answers() {
+    let mut h = harness(&[]);
+    h.register_b();
+    let out = h.send(A, &invite(B_NUMBER, "z9hG4bKinv1", ""));
+    let fwd = text(&out[1]);
+    assert!(!h.core.is_idle(), "the INVITE waits for B");
+    h.core.draining = true;
+    let refused = h.send(A, &invite(B_NUMBER, "z9hG4bKinv2", "").replace("call-1", "call-2"));
+    assert_eq!(status(&refused[0]), 503);
+    assert_eq!(header(&text(&refused[0]), "Retry-After"), vec!["5"]);
+    assert_eq!(status(&h.send(B, &register(B_NUMBER, "2", "Expires: 600", ""))[0]), 503);
+    h.send(B, &answer(&fwd, "200 OK", ""));
+    assert!(!h.core.is_idle(), "answered, the ACK is still to come");
+    let ack = format!(
+        "ACK sip:{B_NUMBER}@{B} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bKack1;rport
+Max-Forwards: 70
+Route: <sip:127.0.0.1:5060;lr>
+From: <sip:+815012345678@sip.example>;tag=a1
+To: <sip:{B_NUMBER}@sip.example>;tag=b1
+Call-ID: call-1
+CSeq: 1 ACK
+Content-Length: 0
+"
+    );
+    assert_eq!(h.send(A, &ack)[0].to, udp(B));
+    assert!(h.core.is_idle(), "answered and ACKed");
+    // The dialog still ends through us.
+    let bye = format!(
+        "BYE sip:{B_NUMBER}@{B} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bKbye1;rport
+Max-Forwards: 70
+Route: <sip:127.0.0.1:5060;lr>
+From: <sip:+815012345678@sip.example>;tag=a1
+To: <sip:{B_NUMBER}@sip.example>;tag=b1
+Call-ID: call-1
+CSeq: 2 BYE
+Content-Length: 0
+"
+    );
+    let out = h.send(A, &bye);
+    assert_eq!(out[0].to, udp(B));
+}

@@ -1,6 +1,7 @@
 //! The registrar over raw sockets: CRLFCRLF keep-alives on TCP get a CRLF (RFC 5626 §4.4.1),
 //! OPTIONS to the registrar itself gets 200 with Allow (over UDP and on a TCP flow that also
-//! pings), and a REGISTER below the minimum lifetime gets 423 with Min-Expires.
+//! pings), a REGISTER below the minimum lifetime gets 423 with Min-Expires, and shutdown
+//! drains pending calls before closing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -65,4 +66,40 @@ async fn tcp_pings_are_ponged_and_the_flow_carries_requests() {
     let seen = String::from_utf8(seen).unwrap();
     assert!(seen.starts_with("\r\nSIP/2.0 200 OK\r\n"), "pong, then the answer: {seen:?}");
     registrar.handle.shutdown().await;
+}
+
+/// Shutdown drains (STYLE 11): while a forwarded INVITE waits for its answer, new requests get
+/// 503; the answer still reaches the caller; then the sockets close.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_pending_calls_then_closes() {
+    use sipfast::ua::{SipAgent, Transport};
+
+    use crate::support::{A, B, agent_config, port_bound, sdp, wait_for};
+
+    init_tracing();
+    let registrar = TestRegistrar::start(false).await;
+    let addr = registrar.addr();
+    let (a, _a_incoming) = SipAgent::start(agent_config(Transport::Udp, addr, &[A], None)).await.unwrap();
+    let (b, mut b_incoming) = SipAgent::start(agent_config(Transport::Udp, addr, &[B], None)).await.unwrap();
+    let caller = tokio::spawn(async move { a.call(B, &sdp(40001, "actpass"), Duration::from_secs(10)).await.map(|call| (a, call)) });
+    let incoming = b_incoming.recv().await.unwrap();
+
+    let stopping = tokio::spawn(registrar.handle.shutdown_within(Duration::from_secs(20)));
+    // A newcomer is turned away while the call is pending (the drain starts asynchronously).
+    let refused = loop {
+        let answer = udp_request(addr, &register_request("+815011112222", "sip:+815011112222@127.0.0.1:5999", "UDP")).await;
+        if !answer.starts_with("SIP/2.0 200") {
+            break answer;
+        }
+    };
+    assert!(refused.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{refused}");
+    assert!(!stopping.is_finished(), "still draining");
+
+    let b_call = incoming.accept(&sdp(40002, "passive")).await.unwrap();
+    let (a, call) = caller.await.unwrap().unwrap();
+    assert_eq!(call.answer_sdp, sdp(40002, "passive"));
+    stopping.await.unwrap();
+    wait_for("the registrar's sockets to close", || !port_bound("udp", addr.port()) && !port_bound("tcp", addr.port())).await;
+    // The registrar is gone: un-REGISTER and BYE would only time out. Dropping ends the agents.
+    drop((call, b_call, a, b));
 }
