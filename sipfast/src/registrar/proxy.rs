@@ -6,8 +6,8 @@
 //! - a request with a To tag is in a dialog (§12.2): it must carry a Route naming us (our
 //!   Record-Route, §16.4), which is removed, and it then goes to the next Route or the
 //!   Request-URI; without one it is answered `404 Not here` (ACKs are dropped);
-//! - any other request loses its Route headers, its Request-URI user is normalised to E.164,
-//!   and: OPTIONS for us with no user gets `200` with `Allow` (§11.2), no user gets `484`, a
+//! - any other request loses its Route headers, its Request-URI user is normalised to E.164
+//!   and looked up whatever the host (usrloc's `use_domain=0`), and: OPTIONS for us with no user gets `200` with `Allow` (§11.2), no user gets `484`, a
 //!   user with a live binding is forwarded to the most recent one, a configured user without
 //!   one gets `480`, anyone else `404`. INVITE (and SUBSCRIBE) get our Record-Route with `lr`
 //!   (§16.6 step 4), twice with each transport when the two legs differ (RFC 5658);

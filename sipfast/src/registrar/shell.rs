@@ -127,7 +127,9 @@ async fn send(udp: &UdpSocket, connections: &mut HashMap<SocketAddr, (u64, mpsc:
             }
         }
         Transport::Tcp => {
-            let writer = connections.get(&to.addr).map(|(_, writer)| writer.clone());
+            // The flow first; else a connection already made to the fallback address (a flow
+            // that closed is replaced by one to the contact, reused for what follows).
+            let writer = connections.get(&to.addr).or_else(|| connections.get(&connect)).map(|(_, writer)| writer.clone());
             let Some(writer) = writer else {
                 tokio::spawn(dial(connect, data, client, ctx.clone()));
                 return;
@@ -136,7 +138,7 @@ async fn send(udp: &UdpSocket, connections: &mut HashMap<SocketAddr, (u64, mpsc:
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     warn!(to = %to, "connection not draining, closing it");
-                    connections.remove(&to.addr);
+                    connections.retain(|_, (_, w)| !w.same_channel(&writer));
                     if let Some(client) = client {
                         ctx.events.try_send(Event::SendFailed { client }).ok();
                     }
@@ -144,7 +146,7 @@ async fn send(udp: &UdpSocket, connections: &mut HashMap<SocketAddr, (u64, mpsc:
                 }
                 // The connection has just closed: dial, as when there is none.
                 Err(mpsc::error::TrySendError::Closed(data)) => {
-                    connections.remove(&to.addr);
+                    connections.retain(|_, (_, w)| !w.same_channel(&writer));
                     data
                 }
             };

@@ -1,7 +1,8 @@
 //! sipp as a foreign user agent through the registrar/proxy: as a caller it REGISTERs with
 //! digest authentication, calls one of our agents, ACKs and hangs up along the Record-Route,
 //! and unregisters; as a callee (its address registered for a number) it is called by one of
-//! our agents through the proxy. Over UDP and TCP.
+//! our agents through the proxy. Over UDP and TCP (where the registration's flow is closed
+//! first, so the proxy falls back to connecting to the contact).
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use sipfast::ua::{SipAgent, Transport};
 
-use crate::support::{A, B, C, PASSWORD, Sipp, TestRegistrar, agent_config, init_tracing, register_request, sdp, udp_request};
+use crate::support::{A, B, C, PASSWORD, Sipp, TestRegistrar, agent_config, init_tracing, register_request, sdp, tcp_request, udp_request};
 
 async fn sipp_registers_and_calls_an_agent(transport: Transport) {
     init_tracing();
@@ -47,10 +48,13 @@ async fn agent_calls_sipp(transport: Transport) {
     init_tracing();
     let registrar = TestRegistrar::start(false).await;
     let sipp = Sipp::start("registrar_uas_answer.xml", transport, &[("user", C), ("app_port", "7100")], &[]).await;
-    // Register sipp's address as C's contact from a socket of our own (over UDP the proxy
-    // uses the contact's address, not the REGISTER's source).
-    let suffix = if transport == Transport::Tcp { ";transport=tcp" } else { "" };
-    let answer = udp_request(registrar.addr(), &register_request(C, &format!("sip:{C}@{}{suffix}", sipp.addr), "UDP")).await;
+    // Register sipp's address as C's contact from a socket of our own: over UDP the proxy uses
+    // the contact's address, not the REGISTER's source; over TCP it would use the flow the
+    // REGISTER came on, which is closed here, so it connects to the contact instead.
+    let answer = match transport {
+        Transport::Udp => udp_request(registrar.addr(), &register_request(C, &format!("sip:{C}@{}", sipp.addr), "UDP")).await,
+        Transport::Tcp => tcp_request(registrar.addr(), &register_request(C, &format!("sip:{C}@{};transport=tcp", sipp.addr), "TCP")).await,
+    };
     assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
 
     let (a, _a_incoming) = SipAgent::start(agent_config(transport, registrar.addr(), &[A], None)).await.unwrap();

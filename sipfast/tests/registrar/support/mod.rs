@@ -242,6 +242,28 @@ pub async fn udp_request(to: SocketAddr, request: &str) -> String {
     }
 }
 
+/// Sends one request on a new TCP connection, returns the first final answer and closes the
+/// connection.
+pub async fn tcp_request(to: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+    let request = request.replace("[local]", &stream.local_addr().unwrap().to_string());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&seen).to_string();
+        if let Some(end) = text.find("\r\n\r\n")
+            && !text.starts_with("SIP/2.0 1")
+        {
+            return text[..end + 4].to_string();
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.expect("an answer").unwrap();
+        assert!(n > 0, "closed before answering");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// A REGISTER of `user` with `contact` (third-party registration: the contact need not be the
 /// sender), open registration; `[local]` is replaced by the sender's address.
 pub fn register_request(user: &str, contact: &str, transport: &str) -> String {
