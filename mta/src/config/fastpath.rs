@@ -48,6 +48,17 @@ pub struct FastPath {
     /// Protocols offered and accepted over fast-path streams, in preference order.
     /// Default `["smtp"]`.
     pub protocols: Vec<String>,
+    /// Keep the sending client's DATA reply waiting for the fast path's verdict (seed 004: the
+    /// result is known at the time of sending). The message is spooled first. Default: true.
+    pub inline: bool,
+    /// How long the DATA reply may wait for that verdict; past it the reply says "queued" and
+    /// the queue carries on. Default `"5s"`.
+    pub inline_budget: Span,
+    /// Fast-path sessions open at once to one number (more messages wait for one). Default 4.
+    pub max_sessions_per_number: usize,
+    /// An idle session to a number carries the next message until this long without one, then
+    /// QUIT and BYE. `"0s"` closes each session after its message. Default `"10s"`.
+    pub session_idle: Span,
 }
 
 /// A number of ours and how to register it.
@@ -108,6 +119,10 @@ impl Default for FastPath {
             answer_budget: Span(Duration::from_secs(5)),
             preamble_timeout: Span(Duration::from_secs(10)),
             protocols: vec!["smtp".into()],
+            inline: true,
+            inline_budget: Span(Duration::from_secs(5)),
+            max_sessions_per_number: 4,
+            session_idle: Span(Duration::from_secs(10)),
         }
     }
 }
@@ -148,6 +163,12 @@ impl FastPath {
         }
         if self.answer_budget.0 < Duration::from_millis(100) || self.preamble_timeout.0 < Duration::from_millis(100) {
             errors.push("fastpath.answer_budget and preamble_timeout: at least 100ms".into());
+        }
+        if self.inline_budget.0 < Duration::from_millis(100) {
+            errors.push("fastpath.inline_budget: at least 100ms".into());
+        }
+        if !(1..=1000).contains(&self.max_sessions_per_number) {
+            errors.push("fastpath.max_sessions_per_number: between 1 and 1000".into());
         }
         if self.enabled && self.sip_listen == self.proxy {
             errors.push("fastpath.sip_listen: must differ from fastpath.proxy".into());

@@ -6,10 +6,14 @@
 //! - [`streams`]: the one listener every fast-path stream arrives on, matched by FP/1 token;
 //! - [`send`]: the sending side, used by the relay queue for `Fast` recipients; any failure
 //!   before the final `250` is reported so the queue can fall back to relay;
+//! - [`sessions`]: open sessions per number, reused for the next message until idle;
+//! - [`inline`]: the SMTP session's own attempt, whose verdict becomes its DATA reply;
 //! - [`receive`]: the receiving side.
 
+pub mod inline;
 pub mod receive;
 pub mod send;
+pub mod sessions;
 pub mod streams;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -41,6 +45,10 @@ pub struct FastPath {
     pub advertise: IpAddr,
     /// STARTTLS over the stream (encryption only: peers' certificates are rarely public).
     pub connectors: Connectors,
+    /// Open sessions per number, for reuse.
+    pub sessions: sessions::Sessions,
+    /// Messages an SMTP session is delivering inline.
+    pub inline: inline::Leases,
 }
 
 /// Everything `start` opened that the server runs.
@@ -95,6 +103,16 @@ pub async fn start(config: &Arc<Config>, store: &Store) -> Result<Option<Started
     info!(addr = %local, "fast-path stream listener on {local}");
     let advertise = fp.advertise.unwrap_or(if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() });
     let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up fast-path TLS: {e}"))?;
-    let fast = Arc::new(FastPath { agent, streams, config: config.clone(), store: store.clone(), advertise, connectors });
+    let sessions = sessions::Sessions::new(fp.max_sessions_per_number, fp.session_idle.0);
+    let fast = Arc::new(FastPath {
+        agent,
+        streams,
+        config: config.clone(),
+        store: store.clone(),
+        advertise,
+        connectors,
+        sessions,
+        inline: inline::Leases::default(),
+    });
     Ok(Some(Started { fast, incoming, listener }))
 }

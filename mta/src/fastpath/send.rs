@@ -2,6 +2,8 @@
 //! offer SDP, INVITE the number within the answer budget, get the stream (connect, or wait
 //! for the callee to connect when it is behind NAT), FP/1 (skipping `PROTOS?` when the
 //! protocol table knows the number), then the same outbound SMTP transaction as relay.
+//! An idle session to the number carries the next message (RSET first: it proves the session
+//! alive before anything of the message is sent), see [`super::sessions`].
 //!
 //! Every failure before the transaction's answers is returned as a reason, and the caller moves
 //! the recipients to the relay queue: nothing is lost, and nothing has been accepted twice,
@@ -15,8 +17,9 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::FastPath;
+use super::sessions::Session;
 use crate::config::MediaRole;
-use crate::relay::outbound::{BoxIo, Connection, OpenOptions, Outcome, Timeouts, TlsPolicy, Txn};
+use crate::relay::outbound::{BoxIo, Connection, Failure, OpenOptions, Outcome, Timeouts, TlsPolicy, Txn};
 
 /// A fast-path transaction's result: the final server's answers, or why the fast path could
 /// not be used (the recipients then go to relay).
@@ -27,14 +30,57 @@ pub type Attempt = Result<Delivered, String>;
 pub struct Delivered {
     /// Per-recipient answers from the final server.
     pub outcome: Outcome,
-    /// Call setup (INVITE to stream ready), for logs.
-    pub setup_ms: u128,
+    /// Call setup (INVITE to stream ready) for a new session, `None` for a reused one.
+    pub setup_ms: Option<u128>,
 }
 
-/// Deliver `txn` to the final server reached at `tel`.
+/// Deliver `txn` to the final server reached at `tel`: over an idle session if one is open,
+/// else over a new one, at most `max_sessions_per_number` at a time.
 pub async fn deliver(fp: &FastPath, tel: &str, txn: &Txn<'_>) -> Attempt {
-    let cfg = &fp.config.fastpath;
+    let _slot = fp.sessions.slot(tel).await;
+    while let Some(mut session) = fp.sessions.take(tel) {
+        // RSET first: a stale session fails here, before any of the message is sent.
+        if let Err(e) = session.conn.reset().await {
+            debug!(tel, error = %e, "idle fast-path session is gone; opening a new one");
+            session.close().await;
+            continue;
+        }
+        match session.conn.send(txn).await {
+            Ok(outcome) => {
+                debug!(tel, transactions = session.conn.transactions, "reused fast-path session");
+                fp.sessions.put(tel, session);
+                return Ok(Delivered { outcome, setup_ms: None });
+            }
+            // Broken before the message went out: nothing was accepted, a new session may try.
+            Err(e @ Failure::Broken { stage: "MAIL" | "RCPT" | "MAIL/RCPT/DATA" | "DATA", .. }) => {
+                debug!(tel, error = %e, "idle fast-path session broke before the message; opening a new one");
+                session.close().await;
+            }
+            Err(e) => {
+                session.close().await;
+                return Err(format!("SMTP over the fast path to {tel}: {e}"));
+            }
+        }
+    }
     let started = Instant::now();
+    let mut session = open(fp, tel).await?;
+    let setup_ms = started.elapsed().as_millis();
+    match session.conn.send(txn).await {
+        Ok(outcome) => {
+            info!(tel, setup_ms, "fast-path transaction done");
+            fp.sessions.put(tel, session);
+            Ok(Delivered { outcome, setup_ms: Some(setup_ms) })
+        }
+        Err(e) => {
+            session.close().await;
+            Err(format!("SMTP over the fast path to {tel}: {e}"))
+        }
+    }
+}
+
+/// Set up a new session to `tel`: INVITE, stream, FP/1, SMTP greeting and EHLO.
+async fn open(fp: &FastPath, tel: &str) -> Result<Session, String> {
+    let cfg = &fp.config.fastpath;
     let token = Token::generate().map_err(|_| "no randomness for the FP/1 token".to_owned())?;
     let protocols: Vec<&str> = cfg.protocols.iter().map(String::as_str).collect();
     // The passive side listens before its SDP goes out (RFC 4145): register the token first.
@@ -105,7 +151,6 @@ pub async fn deliver(fp: &FastPath, tel: &str, txn: &Txn<'_>) -> Attempt {
             return Err(format!("FP/1 with {tel}: {e}"));
         }
     };
-    let setup_ms = started.elapsed().as_millis();
     let opts = OpenOptions {
         helo: &fp.config.hostname,
         tls: TlsPolicy::Opportunistic,
@@ -115,21 +160,13 @@ pub async fn deliver(fp: &FastPath, tel: &str, txn: &Txn<'_>) -> Attempt {
         plain_auth_ok: false,
         timeouts: Timeouts::default(),
     };
-    let remote = format!("{tel} (fast path)");
-    let result = match Connection::open(stream, &remote, &opts).await {
-        Ok(mut conn) => {
-            let sent = conn.send(txn).await;
-            if sent.is_ok() {
-                conn.quit().await;
+    match Connection::open(stream, &format!("{tel} (fast path)"), &opts).await {
+        Ok(conn) => Ok(Session { call, conn }),
+        Err(e) => {
+            if let Err(e) = call.hangup().await {
+                debug!(error = %e, "BYE failed");
             }
-            sent.map_err(|e| format!("SMTP over the fast path to {tel}: {e}"))
+            Err(format!("SMTP over the fast path to {tel}: {e}"))
         }
-        Err(e) => Err(format!("SMTP over the fast path to {tel}: {e}")),
-    };
-    if let Err(e) = call.hangup().await {
-        debug!(error = %e, "BYE failed");
     }
-    let outcome = result?;
-    info!(tel, setup_ms, "fast-path transaction done");
-    Ok(Delivered { outcome, setup_ms })
 }

@@ -72,7 +72,15 @@ impl Server {
         let fast = crate::fastpath::start(&config, &store).await?;
         let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone(), fast.as_ref().map(|f| f.fast.clone()))?);
         let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
-        let ctx = Arc::new(Ctx { config, store, tls: Some(tls), accepted: accepted_tx, shutdown: shutdown_rx, routing });
+        let ctx = Arc::new(Ctx {
+            config,
+            store,
+            tls: Some(tls),
+            accepted: accepted_tx,
+            shutdown: shutdown_rx,
+            routing,
+            relay: Some(relay.clone()),
+        });
         Ok(Server { ctx, listeners, admin, shutdown, accepted, relay, fast })
     }
 
@@ -108,11 +116,12 @@ impl Server {
         let admin = admin.map(|a| tokio::spawn(a.run(ctx.clone())));
         // The fast path's stream listener keeps serving while open transactions finish (a
         // delivery in progress may still need its stream); calls stop being answered at once.
-        let agent = fast.map(|f| {
+        let fast = fast.map(|f| {
             let preamble = ctx.config.fastpath.preamble_timeout.0;
             tokio::spawn(f.fast.streams.clone().run(f.listener, preamble, hard_stop_rx.clone()));
             tokio::spawn(crate::fastpath::receive::run(f.fast.clone(), f.incoming, ctx.clone(), ctx.shutdown.clone()));
-            f.fast.agent.clone()
+            tokio::spawn(reap_sessions(f.fast.clone(), ctx.shutdown.clone()));
+            f.fast
         });
         info!("ready");
         stop.await;
@@ -126,13 +135,15 @@ impl Server {
         }
         let _ = hard_stop.send(true);
         loops.shutdown().await;
-        if let Some(agent) = agent {
-            // Un-REGISTER our numbers (RFC 3261 §10.2.2) so calls stop coming here.
-            agent.shutdown().await;
-        }
         let _ = deliver_stop.send(true);
         if let Err(e) = deliverer.await {
             error!(error = %e, "queue manager failed");
+        }
+        if let Some(fast) = fast {
+            // Deliveries are done: close idle sessions (QUIT, BYE), then un-REGISTER our
+            // numbers (RFC 3261 §10.2.2) so calls stop coming here.
+            fast.sessions.reap(true).await;
+            fast.agent.clone().shutdown().await;
         }
         if let Some(task) = admin
             && let Err(e) = task.await
@@ -264,3 +275,14 @@ fn refuse(mut stream: TcpStream, reply: Reply) {
 
 #[cfg(test)]
 mod tests;
+
+/// Close idle fast-path sessions as their idle time runs out, until shutdown.
+async fn reap_sessions(fast: Arc<crate::fastpath::FastPath>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(fast.sessions.reap_every());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => fast.sessions.reap(false).await,
+            () = stopped(&mut stop) => return,
+        }
+    }
+}
