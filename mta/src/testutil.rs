@@ -34,7 +34,7 @@ pub(crate) fn session_ctx(adjust: impl FnOnce(&mut Config)) -> SessionCtx {
     let (tx, accepted) = mpsc::unbounded_channel();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
-    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx, routing });
+    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx, routing, relay: None });
     SessionCtx { dir, ctx, accepted, shutdown }
 }
 

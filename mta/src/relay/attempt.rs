@@ -52,10 +52,12 @@ pub async fn attempt(ctx: &RelayCtx, id: QueueId) {
             local(ctx, &env).await;
         }
         let fast_due = env.recipients.iter().any(|r| matches!(r.route, Route::Fast { .. }) && r.is_pending() && r.next_attempt <= now);
-        let env = match (&ctx.fast, fast_due) {
+        // An inline attempt (the SMTP session's own) holds the message's fast-path recipients.
+        let fast = ctx.fast.as_ref().filter(|f| !f.inline.held(id));
+        let env = match (fast, fast_due) {
             (Some(fast), true) => {
                 let message = ctx.store.message(id).ok().flatten().unwrap_or_default();
-                super::fast::fast_recipients(ctx, fast, &env, &message).await;
+                super::fast::fast_recipients(ctx, fast, &env, &message, None).await;
                 // Those that fell back are relay recipients now, due at once.
                 match ctx.store.envelope(id) {
                     Ok(Some(env)) => env,

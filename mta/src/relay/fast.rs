@@ -5,6 +5,10 @@
 //! broken streams, 4xx) moves the recipients to the relay queue with the reason in their
 //! history, and the same attempt relays them. No final `250` was seen in those cases, so
 //! nothing is delivered twice.
+//!
+//! In inline mode (see [`crate::fastpath::inline`]) the SMTP session runs this itself and
+//! answers its client with the results; a single recipient's permanent refusal then goes back
+//! to the client as that reply instead of a DSN, when the client is still waiting.
 
 use std::collections::BTreeMap;
 
@@ -17,10 +21,43 @@ use super::outbound::{Answer, Txn, TxnRcpt};
 use super::report::{recipient_report, send as send_dsn};
 use crate::dsn::{Action, wanted};
 use crate::fastpath::FastPath;
+use crate::fastpath::inline::Claim;
 use crate::fastpath::send::deliver;
 
-/// Deliver every due fast-path recipient of `env`.
-pub async fn fast_recipients(ctx: &RelayCtx, fast: &FastPath, env: &Envelope, message: &[u8]) {
+/// What became of one fast-path recipient in an attempt.
+#[derive(Debug, Clone)]
+pub struct FastResult {
+    /// The recipient's index in the envelope.
+    pub index: usize,
+    /// The number called.
+    pub tel: String,
+    /// Call setup of a new session in ms; `None` for a reused session or no session.
+    pub setup_ms: Option<u128>,
+    /// The result.
+    pub outcome: FastOutcome,
+}
+
+/// The three ways a fast-path recipient's attempt ends.
+#[derive(Debug, Clone)]
+pub enum FastOutcome {
+    /// The final server took it.
+    Delivered(Answer),
+    /// The final server refused it for good; `told_client` when the waiting client gets this
+    /// refusal as its DATA reply (so no DSN was sent).
+    Failed {
+        /// The final server's answer.
+        answer: Answer,
+        /// The client is told in its reply.
+        told_client: bool,
+    },
+    /// Moved to the relay queue, for this reason.
+    Relaying(String),
+}
+
+/// Deliver every due fast-path recipient of `env`. `claim` is the inline client's, when one
+/// waits for this single-recipient message.
+pub async fn fast_recipients(ctx: &RelayCtx, fast: &FastPath, env: &Envelope, message: &[u8], claim: Option<&Claim>) -> Vec<FastResult> {
+    let mut results = Vec::new();
     let now = now();
     let mut numbers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, r) in env.recipients.iter().enumerate() {
@@ -48,15 +85,29 @@ pub async fn fast_recipients(ctx: &RelayCtx, fast: &FastPath, env: &Envelope, me
         };
         match deliver(fast, &tel, &txn).await {
             Ok(done) => {
-                info!(queue_id = %env.id, tel = %tel, setup_ms = done.setup_ms as u64, "fast path answered");
-                record(ctx, env, &tel, &idxs, done.outcome.answers, done.outcome.dsn_passed).await;
+                info!(queue_id = %env.id, tel = %tel, setup_ms = ?done.setup_ms, reused = done.setup_ms.is_none(), "fast path answered");
+                let outcomes = record(ctx, env, &tel, &idxs, done.outcome.answers, done.outcome.dsn_passed, claim).await;
+                results.extend(outcomes.into_iter().map(|(index, outcome)| FastResult {
+                    index,
+                    tel: tel.clone(),
+                    setup_ms: done.setup_ms,
+                    outcome,
+                }));
             }
             Err(reason) => {
                 info!(queue_id = %env.id, tel = %tel, %reason, "fast path failed; falling back to relay");
-                fall_back(ctx, env, &idxs, &format!("fast path to {tel} failed: {reason}; relaying")).await;
+                let why = format!("fast path to {tel} failed: {reason}; relaying");
+                fall_back(ctx, env, &idxs, &why).await;
+                results.extend(idxs.iter().map(|&index| FastResult {
+                    index,
+                    tel: tel.clone(),
+                    setup_ms: None,
+                    outcome: FastOutcome::Relaying(why.clone()),
+                }));
             }
         }
     }
+    results
 }
 
 /// Move recipients to the relay route, due now, with the reason in their history.
@@ -83,7 +134,15 @@ async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
 }
 
 /// The destination server's answers: 2xx delivered, 5xx failed; 4xx fall back to relay.
-async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, idxs: &[usize], answers: Vec<Answer>, dsn_passed: bool) {
+async fn record(
+    ctx: &RelayCtx,
+    env: &Envelope,
+    tel: &str,
+    idxs: &[usize],
+    answers: Vec<Answer>,
+    dsn_passed: bool,
+    claim: Option<&Claim>,
+) -> Vec<(usize, FastOutcome)> {
     let now = now();
     let remote = format!("{tel} (fast path)");
     let pairs: Vec<(usize, Answer)> = idxs.iter().copied().zip(answers).collect();
@@ -105,12 +164,13 @@ async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, idxs: &[usize], answe
         .await;
     let env = match updated {
         Ok(Some(env)) => env,
-        Ok(None) => return,
+        Ok(None) => return Vec::new(),
         Err(e) => {
             warn!(queue_id = %env.id, error = %e, "cannot record fast-path results; they will be retried");
-            return;
+            return Vec::new();
         }
     };
+    let mut outcomes = Vec::new();
     let mut failed = Vec::new();
     let mut delivered = Vec::new();
     for (i, answer) in &finals {
@@ -118,8 +178,17 @@ async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, idxs: &[usize], answe
         let result = if answer.is_positive() { "delivered" } else { "failed" };
         info!(queue_id = %env.id, rcpt = %r.address, route = "fast", tel, result, reply = %answer, "delivery");
         let _ = ctx.store.record(env.id, Some(&r.address), format!("{result} via fast path to {tel} ({answer})"));
-        if answer.is_permanent() && wanted(r.notify, Action::Failed) {
-            failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
+        if answer.is_positive() {
+            outcomes.push((*i, FastOutcome::Delivered(answer.clone())));
+        } else {
+            // A waiting client takes the refusal as its DATA reply: no bounce is needed.
+            let told_client = claim.is_some_and(Claim::claim);
+            if told_client {
+                let _ = ctx.store.record(env.id, Some(&r.address), "the sending client got this refusal as its DATA reply; no DSN");
+            } else if wanted(r.notify, Action::Failed) {
+                failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
+            }
+            outcomes.push((*i, FastOutcome::Failed { answer: answer.clone(), told_client }));
         }
         // The peer is the final server; when it cannot report success itself, we do.
         if answer.is_positive() && !dsn_passed && r.notify.is_some_and(|n| n.success) {
@@ -129,7 +198,10 @@ async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, idxs: &[usize], answe
     send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, failed).await;
     send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, delivered).await;
     if !transient.is_empty() {
-        let why = pairs.iter().find(|(i, _)| transient.contains(i)).map(|(_, a)| a.to_string()).unwrap_or_default();
-        fall_back(ctx, &env, &transient, &format!("fast path to {tel}: {why}; relaying")).await;
+        let answer = pairs.iter().find(|(i, _)| transient.contains(i)).map(|(_, a)| a.to_string()).unwrap_or_default();
+        let why = format!("fast path to {tel}: {answer}; relaying");
+        fall_back(ctx, &env, &transient, &why).await;
+        outcomes.extend(transient.iter().map(|&i| (i, FastOutcome::Relaying(why.clone()))));
     }
+    outcomes
 }

@@ -144,6 +144,11 @@ pub async fn run(ctx: Arc<RelayCtx>, mut wake: mpsc::UnboundedReceiver<QueueId>,
 }
 
 fn reschedule(ctx: &RelayCtx, schedule: &mut Schedule, id: QueueId, relay: &Relay) {
+    // An SMTP session is delivering it inline; it wakes us with the id when it lets go.
+    if ctx.fast.as_ref().is_some_and(|f| f.inline.held(id)) {
+        schedule.set(id, None);
+        return;
+    }
     match ctx.store.envelope(id) {
         Ok(Some(env)) => schedule.set(id, next_due(&env, relay)),
         Ok(None) => schedule.set(id, None),

@@ -2,6 +2,7 @@
 //! durably, and only then answer `250` with the queue id (§6.1).
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use mail_builder::headers::date::Date;
 use sipmta_rules::Route;
@@ -62,6 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn spool(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+        let received = Instant::now();
         let store = &self.ctx.store;
         let id = match store.next_id() {
             Ok(id) => id,
@@ -97,6 +99,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let from = envelope.sender.clone();
         let size = message.len();
+        let has_fast = envelope.recipients.iter().any(|r| matches!(r.route, Route::Fast { .. }));
         // Mail with the null reverse-path may be a DSN about mail we relayed (DSN tracking).
         let dsn_check =
             from.is_empty().then(|| (message.clone(), envelope.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>()));
@@ -121,8 +124,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Err(e) = store.record(id, None, origin) {
                     debug!(queue_id = %id, error = %e, "cannot record history");
                 }
+                // The lease comes first: the queue must not start the fast path too.
+                let inline = self.ctx.relay.as_ref().and_then(|r| crate::fastpath::inline::start(r, id, has_fast).map(|f| (r.clone(), f)));
                 if self.ctx.accepted.send(id).is_err() {
                     debug!("no delivery worker is listening; the message waits in the spool");
+                }
+                if let Some((relay, fast)) = inline
+                    && let Some(reply) = crate::fastpath::inline::verdict(relay, fast, id, received).await
+                {
+                    return reply;
                 }
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }

@@ -72,6 +72,8 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     /// Routing tables, for the route decision at reception.
     pub routing: Arc<crate::routing::Routing>,
+    /// The delivery side, for inline fast-path attempts (`None`: always answer "queued").
+    pub relay: Option<Arc<crate::relay::attempt::RelayCtx>>,
 }
 
 impl std::fmt::Debug for Ctx {

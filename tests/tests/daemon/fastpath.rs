@@ -12,7 +12,7 @@ use crate::support::*;
 
 /// A site owning `domain` and the number `number` (registered with `kam`); `fastpath` holds
 /// extra `[fastpath]` keys, `relay_extra` extra `[relay.transport]` entries.
-fn site(kam: &Kamailio, domain: &str, number: &str, fastpath: &str, relay_extra: &str) -> Daemon {
+pub(crate) fn site(kam: &Kamailio, domain: &str, number: &str, fastpath: &str, relay_extra: &str) -> Daemon {
     let sip = free_port();
     let tables = format!(
         "[fastpath]\n{fastpath}\nsip_listen = \"127.0.0.1:{sip}\"\nproxy = \"{}\"\ndomain = \"{DOMAIN}\"\nanswer_budget = \"3s\"\n\
@@ -23,41 +23,58 @@ fn site(kam: &Kamailio, domain: &str, number: &str, fastpath: &str, relay_extra:
     Daemon::start(&format!("trusted_networks = [\"127.0.0.0/8\"]\nlocal_domains = [\"{domain}\"]"), &tables)
 }
 
-const ENABLED: &str = "enabled = true";
+pub(crate) const ENABLED: &str = "enabled = true";
 
-fn send(from: &Daemon, to: &str, subject: &str) -> String {
+pub(crate) fn send(from: &Daemon, to: &str, subject: &str) -> String {
     let out = from.swaks(&["--to", to, "--from", "alice@a.example", "--h-Subject", subject]);
     let t = transcript(&out);
     assert!(out.status.success(), "{t}");
     queue_id(&t)
 }
 
-fn history(d: &Daemon, id: &str) -> String {
+pub(crate) fn history(d: &Daemon, id: &str) -> String {
     String::from_utf8_lossy(&cli(&d.config, &["queue", "show", id], "").stdout).into_owned()
+}
+
+/// Wait until `d`'s history of `id` contains `needle`; shows the history if it never does.
+pub(crate) fn wait_history(d: &Daemon, id: &str, needle: &str) -> String {
+    let mut shown = String::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        shown = history(d, id);
+        if shown.contains(needle) {
+            return shown;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no {needle:?} in the history of {id} after 20 s:\n{shown}\nlog:\n{}", d.log());
 }
 
 #[test]
 fn two_sites_exchange_mail_over_the_fast_path() {
     let kam = Kamailio::start();
     let b = site(&kam, "b.example", "050-2222-2222", ENABLED, "");
-    let a = site(&kam, "a.example", "050-1111-1111", ENABLED, &format!("\"b.example\" = \"[127.0.0.1]:{}\"\n", b.smtp.port()));
+    // Each message on a new session (no reuse), so the second call shows the protocol table.
+    let a = site(
+        &kam,
+        "a.example",
+        "050-1111-1111",
+        "enabled = true\nsession_idle = \"0s\"",
+        &format!("\"b.example\" = \"[127.0.0.1]:{}\"\n", b.smtp.port()),
+    );
     let out = cli(&a.config, &["route", "add", "b.example", "050-2222-2222"], "");
     assert!(out.status.success(), "{}", transcript(&out));
     let id = send(&a, "bob@b.example", "first by fast path");
     let mail = &b.wait_mailbox("b.example/bob", 1)[0];
     assert!(mail.contains("Subject: first by fast path"), "{mail}");
-    let mut shown = String::new();
-    wait_for("A to record the delivery", || {
-        shown = history(&a, &id);
-        shown.contains("delivered via fast path to +815022222222")
-    });
+    wait_history(&a, &id, "delivered via fast path to +815022222222");
     assert!(kam.log().contains("INVITE"), "Kamailio saw the INVITE");
     let table = String::from_utf8_lossy(&cli(&a.config, &["protocol", "list"], "").stdout).into_owned();
     assert!(table.contains("+815022222222  smtp   0 uses"), "the first call negotiated: {table}");
     // The second message to the same number skips PROTOS? (the protocol table knows smtp).
     let second = send(&a, "carol@b.example", "second, known protocol");
     b.wait_mailbox("b.example/carol", 1);
-    wait_for("A to record the second delivery", || history(&a, &second).contains("delivered via fast path"));
+    wait_history(&a, &second, "delivered via fast path");
     let table = String::from_utf8_lossy(&cli(&a.config, &["protocol", "list"], "").stdout).into_owned();
     assert!(table.contains("+815022222222  smtp   1 uses"), "the second call used the table: {table}");
 }
@@ -72,11 +89,7 @@ fn an_unregistered_number_falls_back_to_relay_and_delivers_once() {
     let id = send(&a, "bob@b.example", "falls back");
     let mail = b.wait_mailbox("b.example/bob", 1);
     assert_eq!(mail.len(), 1);
-    let mut shown = String::new();
-    wait_for("A to record the fallback and the relay", || {
-        shown = history(&a, &id);
-        shown.contains("no longer queued")
-    });
+    let shown = wait_history(&a, &id, "no longer queued");
     assert!(shown.contains("fast path to +815022222222 failed: SIP call to +815022222222: ") && shown.contains("relaying"), "{shown}");
     assert!(shown.contains("relayed: 127.0.0.1"), "{shown}");
     assert_eq!(b.mailbox("b.example/bob").len(), 1, "delivered exactly once");
@@ -91,16 +104,21 @@ fn a_callee_behind_nat_dials_out_for_the_stream() {
     let id = send(&a, "bob@b.example", "B connects to A");
     let mail = &b.wait_mailbox("b.example/bob", 1)[0];
     assert!(mail.contains("Subject: B connects to A"), "{mail}");
-    wait_for("A to record the delivery", || history(&a, &id).contains("delivered via fast path to +815022222222"));
+    wait_history(&a, &id, "delivered via fast path to +815022222222");
     assert!(b.log().contains("role=Active"), "B dialled out for the stream:\n{}", b.log());
 }
 
 /// A site calling straight at `proxy` (a sipp UAS) for b.example's number, with no numbers of
 /// its own, and relaying to `b` when the fast path fails.
-fn caller_towards(proxy: SocketAddr, b: &Daemon, answer_budget: &str) -> Daemon {
+pub(crate) fn caller_towards(proxy: SocketAddr, b: &Daemon, answer_budget: &str) -> Daemon {
+    caller_with(proxy, b, &format!("answer_budget = \"{answer_budget}\""))
+}
+
+/// [`caller_towards`] with extra `[fastpath]` keys.
+pub(crate) fn caller_with(proxy: SocketAddr, b: &Daemon, fastpath: &str) -> Daemon {
     let sip = free_port();
     let tables = format!(
-        "[fastpath]\nenabled = true\nsip_listen = \"127.0.0.1:{sip}\"\nproxy = \"{proxy}\"\ndomain = \"{DOMAIN}\"\nanswer_budget = \"{answer_budget}\"\n\
+        "[fastpath]\nenabled = true\nsip_listen = \"127.0.0.1:{sip}\"\nproxy = \"{proxy}\"\ndomain = \"{DOMAIN}\"\n{fastpath}\n\
          [relay]\nretry = [\"1s\"]\nnameservers = [\"127.0.0.1:9\"]\n[relay.transport]\n\"b.example\" = \"[127.0.0.1]:{}\"\n",
         b.smtp.port()
     );
@@ -111,18 +129,14 @@ fn caller_towards(proxy: SocketAddr, b: &Daemon, answer_budget: &str) -> Daemon 
 }
 
 /// B without a fast path: the relay target every failure falls back to.
-fn relay_target() -> Daemon {
+pub(crate) fn relay_target() -> Daemon {
     Daemon::start("local_domains = [\"b.example\"]", "")
 }
 
 /// The message `id` from A reached B exactly once, by relay, and A's history says `why`.
 fn relayed_once(a: &Daemon, b: &Daemon, id: &str, why: &str) {
     b.wait_mailbox("b.example/bob", 1);
-    let mut shown = String::new();
-    wait_for("A to record the fallback and the relay", || {
-        shown = history(a, id);
-        shown.contains("no longer queued")
-    });
+    let shown = wait_history(a, id, "no longer queued");
     assert!(shown.contains(&format!("fast path to +815022222222 failed: {why}")) && shown.contains("relaying"), "{shown}");
     assert!(shown.contains("relayed: 127.0.0.1"), "{shown}");
     assert!(!shown.contains("delivered via fast path"), "{shown}");
@@ -180,7 +194,7 @@ fn an_answer_without_a_fast_path_stream_falls_back_to_relay() {
 
 /// sipp answers `calls` calls with a passive stream at the scripted peer's port, echoing each
 /// offer's token.
-fn answered_into(peer: &StreamPeer, calls: u32) -> Sipp {
+pub(crate) fn answered_into(peer: &StreamPeer, calls: u32) -> Sipp {
     let sdp = format!("m=application {} TCP smtp\na=setup:passive\na=connection:new\na=fp-token:[$token]", peer.port);
     Sipp::start_calls("uas_answer_sdp.xml", &[("__SDP__", &sdp)], &[], calls)
 }
@@ -218,7 +232,8 @@ fn a_refused_use_clears_the_protocol_table_and_falls_back_to_relay() {
     let b = relay_target();
     let peer = StreamPeer::sequence(vec![Script::Deliver, Script::RefuseUse]);
     let sipp = answered_into(&peer, 2);
-    let a = caller_towards(sipp.addr, &b, "5s");
+    // A new session for each message, so the second one makes a call of its own.
+    let a = caller_with(sipp.addr, &b, "session_idle = \"0s\"");
     // The first call negotiates smtp and the peer, a final server offering DSN, stores the
     // message: the sender's DSN requests go to it.
     let (mut raw, _) = Raw::connect(a.smtp);
@@ -228,7 +243,7 @@ fn a_refused_use_clears_the_protocol_table_and_falls_back_to_relay() {
     assert!(raw.cmd("DATA").starts_with("354"));
     let queued = raw.cmd("Subject: stored by the peer\r\n\r\nhello\r\n.");
     let first = queue_id(&queued);
-    wait_for("A to record the fast-path delivery", || history(&a, &first).contains("delivered via fast path to +815022222222"));
+    wait_history(&a, &first, "delivered via fast path to +815022222222");
     let table = String::from_utf8_lossy(&cli(&a.config, &["protocol", "list"], "").stdout).into_owned();
     assert!(table.contains("+815022222222  smtp   0 uses  0 failures"), "{table}");
     // The second skips PROTOS? and the peer refuses the known protocol.

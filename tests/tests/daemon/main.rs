@@ -11,6 +11,7 @@ mod auth_tls;
 mod crash;
 mod delivery;
 mod fastpath;
+mod fastpath_inline;
 mod lifecycle;
 mod limits;
 mod relay;

@@ -147,6 +147,7 @@ fn clone_ctx(s: &SessionCtx) -> crate::smtp::Ctx {
         accepted: s.ctx.accepted.clone(),
         shutdown: s.ctx.shutdown.clone(),
         routing: s.ctx.routing.clone(),
+        relay: s.ctx.relay.clone(),
     }
 }
 

@@ -290,8 +290,15 @@ pub fn transcript(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// The queue id in a swaks transcript's `250 ... queued as ID` line.
+/// The queue id in a swaks transcript's `250 ... queued as ID` line, or the inline fast path's
+/// `250 ... delivered as ID via fast path ...`.
 pub fn queue_id(transcript: &str) -> String {
-    let line = transcript.lines().find(|l| l.contains("queued as ")).unwrap_or_else(|| panic!("no queue id in\n{transcript}"));
-    line.rsplit(' ').next().unwrap().trim().to_owned()
+    let line = transcript
+        .lines()
+        .find(|l| l.contains("queued as ") || l.contains("delivered as "))
+        .unwrap_or_else(|| panic!("no queue id in\n{transcript}"));
+    // An inline reply quotes the final server, whose text may say "queued as" with its own id.
+    let marker = if line.contains("delivered as ") { "delivered as " } else { "queued as " };
+    let rest = &line[line.find(marker).unwrap() + marker.len()..];
+    rest.split_whitespace().next().unwrap().trim().to_owned()
 }

@@ -18,6 +18,9 @@ pub enum Script {
     /// Complete FP/1 and an SMTP transaction, answering the final dot `250` (a final server
     /// that offers DSN, so the caller passes NOTIFY/ORCPT/ENVID on).
     Deliver,
+    /// [`Script::Deliver`], but the reply to the final dot waits for [`StreamPeer::release`]
+    /// (a slow final server).
+    DeliverWhenReleased,
     /// Complete FP/1 (`smtp`), accept MAIL, RCPT and DATA, then reset the connection (RST)
     /// once the message's first lines have arrived: no reply to the final dot ever comes.
     ResetInData,
@@ -27,6 +30,7 @@ pub enum Script {
 pub struct StreamPeer {
     pub port: u16,
     handle: JoinHandle<Vec<String>>,
+    release: std::sync::mpsc::Sender<()>,
 }
 
 impl StreamPeer {
@@ -39,17 +43,23 @@ impl StreamPeer {
     pub fn sequence(scripts: Vec<Script>) -> StreamPeer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let (release, released) = std::sync::mpsc::channel();
         let handle = std::thread::spawn(move || {
             scripts
                 .into_iter()
                 .map(|script| {
                     let stream = accept(&listener);
                     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                    play(stream, script)
+                    play(stream, script, &released)
                 })
                 .collect()
         });
-        StreamPeer { port, handle }
+        StreamPeer { port, handle, release }
+    }
+
+    /// Let a [`Script::DeliverWhenReleased`] peer answer the final dot.
+    pub fn release(&self) {
+        self.release.send(()).unwrap();
     }
 
     /// The lines the peer received on its one stream (joined by newlines); panics if the
@@ -98,7 +108,7 @@ impl Lines {
     }
 }
 
-fn play(stream: TcpStream, script: Script) -> String {
+fn play(stream: TcpStream, script: Script, released: &std::sync::mpsc::Receiver<()>) -> String {
     let mut out = stream.try_clone().unwrap();
     let mut lines = Lines { reader: BufReader::new(stream), seen: Vec::new() };
     let hello = lines.next();
@@ -129,6 +139,9 @@ fn play(stream: TcpStream, script: Script) -> String {
             }
             if l == "." {
                 in_data = false;
+                if script == Script::DeliverWhenReleased {
+                    released.recv_timeout(Duration::from_secs(30)).expect("the test never released the final reply");
+                }
                 out.write_all(b"250 2.0.0 stored\r\n").unwrap();
             }
             continue;
@@ -139,6 +152,7 @@ fn play(stream: TcpStream, script: Script) -> String {
                 return lines.seen.join("\n");
             }
             Some("EHLO") if script == Script::Deliver => b"250-peer.test\r\n250 DSN\r\n",
+            Some("RSET") => b"250 2.0.0 reset\r\n",
             Some("EHLO") => b"250 peer.test\r\n",
             Some("MAIL" | "RCPT") => b"250 2.0.0 ok\r\n",
             Some("DATA") => {
