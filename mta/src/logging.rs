@@ -12,8 +12,8 @@ pub const ENV: &str = "SIPMTA_LOG";
 
 /// Install the global subscriber. `default_filter` applies when `SIPMTA_LOG` is unset.
 pub fn init(default_filter: &str, format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_env(ENV).unwrap_or_else(|_| EnvFilter::try_new(default_filter).unwrap_or_else(|_| EnvFilter::new("info")));
+    let spec = std::env::var(ENV).ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| default_filter.to_owned());
+    let filter = EnvFilter::try_new(quiet_sip_stack(&spec)).unwrap_or_else(|_| EnvFilter::new(quiet_sip_stack("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -23,4 +23,22 @@ pub fn init(default_filter: &str, format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
+}
+
+/// The SIP stack logs every message it sends or receives at `info`; that belongs at debug
+/// level for an operator, so it is held to warnings unless the filter names it
+/// (`SIPMTA_LOG=info,rsipstack=info` shows the SIP traffic).
+fn quiet_sip_stack(spec: &str) -> String {
+    if spec.contains("rsipstack") { spec.to_owned() } else { format!("{spec},rsipstack=warn") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_sip_stack;
+
+    #[test]
+    fn the_sip_stack_is_quiet_unless_named() {
+        assert_eq!(quiet_sip_stack("info"), "info,rsipstack=warn");
+        assert_eq!(quiet_sip_stack("debug,rsipstack=trace"), "debug,rsipstack=trace");
+    }
 }
