@@ -29,6 +29,7 @@
 
 mod disk;
 mod error;
+mod locations;
 mod protocols;
 pub mod routing;
 mod spool;
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use error::StoreError;
+pub use locations::LocationEntry;
 pub use protocols::ProtocolEntry;
 pub use routing::{Imported, Learned, Table, TableEntry};
 pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, Tracked, now};
@@ -70,6 +72,7 @@ struct Inner {
     history: sled::Tree,
     tracking: sled::Tree,
     protocols: sled::Tree,
+    locations: sled::Tree,
     routes: sled::Tree,
     keywords: sled::Tree,
     prefixes: sled::Tree,
@@ -141,6 +144,7 @@ impl Store {
                 learned: db.open_tree(routing::LEARNED)?,
                 meta: db.open_tree(routing::META)?,
                 protocols: db.open_tree(protocols::PROTOCOLS)?,
+                locations: db.open_tree(locations::LOCATIONS)?,
                 db,
                 requested: AtomicU64::new(0),
                 flushed: AtomicU64::new(0),
