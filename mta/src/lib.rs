@@ -9,6 +9,7 @@ pub mod dsn;
 pub mod fastpath;
 pub mod logging;
 pub mod queue_control;
+pub mod registrar;
 pub mod relay;
 pub mod routing;
 pub mod server;

@@ -61,6 +61,8 @@ pub(crate) async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Co
     config.submission.listen = vec!["127.0.0.1:0".parse().unwrap()];
     // The default admin port is fixed; tests run in parallel.
     config.admin.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    // Likewise the registrar's.
+    config.registrar.listen = "127.0.0.1:0".parse().unwrap();
     config.spool.min_free_space = ByteSize(0);
     adjust(&mut config);
     let server = Server::start(config).await.unwrap();

@@ -7,6 +7,7 @@
 
 mod fastpath;
 mod load;
+mod registrar;
 mod relay;
 mod routing;
 mod values;
@@ -21,6 +22,7 @@ pub use crate::smtp::data::BareEndings;
 
 pub use fastpath::{FastPath, MediaRole, OwnNumber, SipTransport};
 pub use load::ConfigErrors;
+pub use registrar::{Registrar, RegistrarUser};
 pub use relay::{Relay, Smarthost, TlsPolicy, Transport};
 pub use routing::Routing;
 pub use values::{ByteSize, IpNet, Span};
@@ -62,6 +64,8 @@ pub struct Config {
     pub routing: Routing,
     /// The SIP fast path: registration, calls and fast-path streams.
     pub fastpath: FastPath,
+    /// The built-in SIP registrar/proxy.
+    pub registrar: Registrar,
 }
 
 /// One kind of listener.
@@ -180,6 +184,7 @@ impl Default for Config {
             relay: Relay::default(),
             routing: Routing::default(),
             fastpath: FastPath::default(),
+            registrar: Registrar::default(),
         }
     }
 }
@@ -328,6 +333,7 @@ impl Config {
         self.relay.validate(&mut errors);
         self.routing.validate(&mut errors);
         self.fastpath.validate(&mut errors);
+        self.registrar.validate(&mut errors);
         errors
     }
 

@@ -132,6 +132,12 @@ fn the_deploy_example_parses_and_sets_every_section() {
             n.remove("password_file");
         }
     }
+    if let Some(users) = value.get_mut("registrar").and_then(|f| f.get_mut("users")).and_then(|n| n.as_array_mut()) {
+        for u in users.iter_mut().filter_map(|u| u.as_table_mut()) {
+            u.remove("password_file");
+            u.insert("password".into(), "example".into());
+        }
+    }
     let config = Config::from_toml(&toml::to_string(&value).unwrap()).unwrap();
     assert_ne!(config, Config::default());
     // Every key of the defaults appears in the example, so it documents everything.
@@ -207,4 +213,18 @@ fn fastpath_numbers_and_protocols_are_checked() {
         assert!(all.contains(needle), "missing {needle:?} in {all}");
     }
     assert!(!all.contains("０５０"), "a full-width national number is a number: {all}");
+}
+
+#[test]
+fn an_open_registrar_must_stay_on_loopback() {
+    let err = Config::from_toml("[registrar]\nlisten = \"192.0.2.1:5060\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("registrar.users: required when registrar.listen (192.0.2.1:5060) is not a loopback address"),
+        "{err}"
+    );
+    let err = Config::from_toml("[registrar]\nlisten = \"0.0.0.0:5060\"\n[[registrar.users]]\nnumber = \"050-1234-5678\"\n").unwrap_err();
+    let all = err.to_string();
+    assert!(all.contains("registrar.listen: 0.0.0.0:5060 is a wildcard"), "{all}");
+    assert!(all.contains("set password or password_file"), "{all}");
+    assert!(Config::from_toml("[registrar]\nenabled = false\nlisten = \"0.0.0.0:5060\"\n").is_ok(), "a disabled registrar is not checked");
 }

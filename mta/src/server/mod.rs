@@ -43,6 +43,7 @@ pub struct Server {
     accepted: mpsc::UnboundedReceiver<sipmta_store::QueueId>,
     relay: Arc<RelayCtx>,
     fast: Option<crate::fastpath::Started>,
+    registrar: Option<sipfast::registrar::RegistrarHandle>,
 }
 
 impl Server {
@@ -69,6 +70,8 @@ impl Server {
         let admin = AdminServer::bind(&config.admin.listen, &config.data_dir).await?;
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Before the fast path, whose user agent may register with it.
+        let registrar = crate::registrar::start(&config, &store).await?;
         let fast = crate::fastpath::start(&config, &store).await?;
         let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone(), fast.as_ref().map(|f| f.fast.clone()))?);
         let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
@@ -81,7 +84,7 @@ impl Server {
             routing,
             relay: Some(relay.clone()),
         });
-        Ok(Server { ctx, listeners, admin, shutdown, accepted, relay, fast })
+        Ok(Server { ctx, listeners, admin, shutdown, accepted, relay, fast, registrar })
     }
 
     /// The bound addresses (with port 0 resolved), for tests and the log.
@@ -101,7 +104,7 @@ impl Server {
 
     /// Serve until `stop` completes, then shut down gracefully.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
-        let Server { ctx, listeners, admin, shutdown, accepted, relay, fast } = self;
+        let Server { ctx, listeners, admin, shutdown, accepted, relay, fast, registrar } = self;
         let limits = &ctx.config.limits;
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let per_client = Arc::new(PerClient { max: limits.max_sessions_per_client, counts: Mutex::default() });
@@ -144,6 +147,10 @@ impl Server {
             // numbers (RFC 3261 §10.2.2) so calls stop coming here.
             fast.sessions.reap(true).await;
             fast.agent.clone().shutdown().await;
+        }
+        if let Some(registrar) = registrar {
+            // Last: our own user agent's un-REGISTER may have come through it.
+            registrar.shutdown().await;
         }
         if let Some(task) = admin
             && let Err(e) = task.await

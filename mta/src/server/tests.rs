@@ -209,6 +209,7 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused() {
     let mut config = Config { data_dir: s.dir.path().to_path_buf(), ..Config::default() };
     config.smtp.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.submission.listen = vec![];
+    config.registrar.listen = "127.0.0.1:0".parse().unwrap();
     let err = format!("{:#}", Server::start(config).await.unwrap_err());
     assert!(err.contains("in use by another process"), "{err}");
     s.stop().await;

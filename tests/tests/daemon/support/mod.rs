@@ -76,8 +76,10 @@ pub fn config_text(data: &Path, extra_top: &str, extra: &str) -> String {
     } else {
         "[relay]\nnameservers = [\"127.0.0.1:9\"]\ndns_timeout = \"1s\"\n[relay.transport]\n\"remote.example\" = \"[127.0.0.1]:9\"\n"
     };
+    // The registrar's default port is fixed; tests run in parallel.
+    let registrar = if extra.contains("[registrar]") { "" } else { "[registrar]\nlisten = \"127.0.0.1:0\"\n" };
     format!(
-        "hostname = \"mx.test\"\ndata_dir = \"{}\"\n{extra_top}\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[submission]\nlisten = [\"127.0.0.1:0\"]\n[spool]\nmin_free_space = 0\n[admin]\nlisten = [\"127.0.0.1:0\"]\n{relay}{extra}\n",
+        "hostname = \"mx.test\"\ndata_dir = \"{}\"\n{extra_top}\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[submission]\nlisten = [\"127.0.0.1:0\"]\n[spool]\nmin_free_space = 0\n[admin]\nlisten = [\"127.0.0.1:0\"]\n{registrar}{relay}{extra}\n",
         data.display()
     )
 }
