@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::{AddressPart, Evidence, Examined, Place};
+use crate::find::Leftmost;
 use crate::message::MessageView;
 use crate::number::Found;
 use crate::tables::Tables;
@@ -137,27 +138,20 @@ fn message_evidence(view: &MessageView, tables: &Tables) -> Option<Evidence> {
 /// The leftmost number or keyword in `text` (a number on a tie). For `Place::Text` the
 /// offset is filled in with the match's.
 fn text_evidence(text: &str, place: Place, tables: &Tables) -> Option<Evidence> {
-    let keyword = tables.first_keyword(text);
-    // A number only wins if it starts no later than the keyword, so the number scan stops
-    // there instead of reading the rest of a long body.
-    // A `+` form starts up to 3 bytes (`＋`) before its digits.
-    let limit = keyword.map_or(text.len(), |k| k.start);
-    let number = tables.plan().find_iter_starting_by(text, limit.saturating_add(3)).next().filter(|f| f.start <= limit);
     let at = |start: usize| match place {
         Place::Text(_) => Place::Text(start),
         header => header,
     };
-    match (number, keyword) {
-        (Some(Found { start, end, number }), _) => {
+    match tables.first_in_text(text)? {
+        Leftmost::Number(Found { start, end, number }) => {
             Some(Evidence::NumberInMessage { place: at(start), text: text[start..end].to_string(), tel: number })
         }
-        (None, Some(hit)) => Some(Evidence::KeywordInMessage {
+        Leftmost::Keyword(hit) => Some(Evidence::KeywordInMessage {
             place: at(hit.start),
             keyword: hit.keyword.to_string(),
             matched: text[hit.start..hit.end].to_string(),
             name: hit.entry.name.clone(),
             tel: hit.entry.tel.clone(),
         }),
-        (None, None) => None,
     }
 }

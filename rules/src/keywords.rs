@@ -17,9 +17,13 @@
 //!
 //! **How.** The boundary rule makes the search cheap for the common keyword, one that starts
 //! with an ASCII letter or digit ("word keyword"): it can only match where an ASCII word
-//! starts. Word starts are found eight bytes at a time ([`crate::scan`]); each is checked
-//! against a bitmap of hashed keyword prefixes (first four bytes, case folded), and only the
-//! few that pass (about 2% in a 64 KiB English body with 10k keywords) run an anchored
+//! starts, and only where that word is exactly as long as the keyword's own first word (its
+//! letters and digits match only letters and digits, and what follows them may not be one).
+//! Word starts and their lengths come from the 64-byte blocks of [`crate::scan`] (one pass
+//! over the text, shared with the number scan, see `find`); words shorter than every keyword's
+//! first word are dropped a block at a time; the rest are checked against their first byte and
+//! a Bloom filter of (first four bytes, case folded; word length), and only the few that pass
+//! (about 1% of the word starts in a 64 KiB English body with 10k keywords) run an anchored
 //! Aho-Corasick search. Scanning every byte with one 10k-pattern automaton instead cost ~9 ns a
 //! byte on the benchmark machine (its DFA is 43 MiB, so most transitions miss the cache).
 //! Keywords that start with anything else (`京都支店`, `#42`) can start anywhere; they go into a
@@ -27,7 +31,8 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, Match, MatchKind, StartKind};
 
-use crate::scan::WordStarts;
+use crate::find::{Leftmost, leftmost};
+use crate::scan::{Block, WordKinds};
 use crate::tables::{Entry, RulesError, TableName};
 
 /// All keywords of the keyword table, compiled.
@@ -38,6 +43,14 @@ pub(crate) struct Keywords {
     word: Option<Automaton>,
     /// Hashed, case-folded prefixes of the word keywords (see [`PrefixFilter`]).
     filter: PrefixFilter,
+    /// The first bytes of the word keywords, case folded (`b | 0x20`, which every ASCII letter
+    /// and digit is below 128 after): bit `b | 0x20` is set when a word keyword starts with `b`.
+    first_bytes: u128,
+    /// Whether word keywords start with letters, digits or both.
+    kinds: WordKinds,
+    /// Whether `first_bytes` holds every letter if it holds one, and every digit if it holds
+    /// one: then `kinds` says all it does, and it need not be read.
+    first_bytes_by_kind: bool,
     /// Keywords starting with any other character, searched everywhere.
     anywhere: Option<Automaton>,
     /// Bytes of the longest keyword in `anywhere`.
@@ -83,8 +96,14 @@ impl Keywords {
         let (word_ids, anywhere_ids): (Vec<usize>, Vec<usize>) =
             (0..entries.len()).partition(|&i| entries[i].0.as_bytes()[0].is_ascii_alphanumeric());
         let mut filter = PrefixFilter::new(word_ids.len());
+        let mut first_bytes = 0u128;
+        let mut kinds = WordKinds { letters: false, digits: false };
         for &i in &word_ids {
-            filter.insert(entries[i].0.as_bytes());
+            let keyword = entries[i].0.as_bytes();
+            filter.insert(keyword);
+            first_bytes |= 1 << (keyword[0] | 0x20);
+            kinds.letters |= keyword[0].is_ascii_alphabetic();
+            kinds.digits |= keyword[0].is_ascii_digit();
         }
         // Word keywords are only tried at a few positions, so the compact NFA is fast enough
         // there and keeps 100k keywords in a few MiB; the anywhere set is usually small, and
@@ -92,7 +111,10 @@ impl Keywords {
         let word = Automaton::build(&entries, word_ids, StartKind::Anchored, Some(AhoCorasickKind::ContiguousNFA))?;
         let anywhere_max_len = anywhere_ids.iter().map(|&i| entries[i].0.len()).max().unwrap_or(0);
         let anywhere = Automaton::build(&entries, anywhere_ids, StartKind::Both, None)?;
-        Ok(Keywords { entries, word, filter, anywhere, anywhere_max_len })
+        let letters = (b'a'..=b'z').fold(0u128, |set, b| set | 1 << b);
+        let digits = (b'0'..=b'9').fold(0u128, |set, b| set | 1 << b);
+        let first_bytes_by_kind = first_bytes == (if kinds.letters { letters } else { 0 }) | (if kinds.digits { digits } else { 0 });
+        Ok(Keywords { entries, word, filter, first_bytes, kinds, first_bytes_by_kind, anywhere, anywhere_max_len })
     }
 
     /// How many keywords there are.
@@ -108,29 +130,43 @@ impl Keywords {
 
     /// The first keyword occurrence in `text` that stands on its own (module docs).
     pub(crate) fn first<'k>(&'k self, text: &str) -> Option<KeywordHit<'k>> {
-        let word = self.word.as_ref().and_then(|w| self.first_word(w, text));
-        // An anywhere keyword only wins if it starts before the word keyword (they cannot
-        // start at the same byte: their first bytes are of different kinds).
-        let until = word.map_or(text.len(), |(m, _)| m.start());
-        let anywhere = self.anywhere.as_ref().and_then(|a| self.first_anywhere(a, text, until));
-        let (m, index) = match (word, anywhere) {
-            (_, Some(a)) => a,
-            (Some(w), None) => w,
-            (None, None) => return None,
-        };
-        let (keyword, entry) = &self.entries[index];
-        Some(KeywordHit { start: m.start(), end: m.end(), keyword, entry })
+        match leftmost(text, None, self)? {
+            Leftmost::Keyword(hit) => Some(hit),
+            Leftmost::Number(_) => None,
+        }
     }
 
-    /// The first word keyword: at each word start that passes the prefix filter, the longest
-    /// keyword there that stands alone.
-    fn first_word(&self, word: &Automaton, text: &str) -> Option<(Match, usize)> {
-        let bytes = text.as_bytes();
-        WordStarts::new(bytes).filter(|&at| self.filter.may_start(bytes, at)).find_map(|at| word.longest_alone_at(text, at, text.len()))
+    /// The kinds of first byte a word keyword has: the word starts worth a look.
+    pub(crate) fn word_kinds(&self) -> WordKinds {
+        self.kinds
     }
 
-    /// The first anywhere keyword starting at or before `until`.
-    fn first_anywhere(&self, anywhere: &Automaton, text: &str, until: usize) -> Option<(Match, usize)> {
+    /// The word starts of `block` where a word keyword may start: those long enough for the
+    /// shortest one.
+    #[inline]
+    pub(crate) fn word_starts(&self, block: &Block) -> u64 {
+        block.words_at_least(self.filter.shortest_word())
+    }
+
+    /// The longest word keyword standing alone at `at`, an ASCII word start of `text`, where
+    /// a word `word_len` bytes long starts. Most word starts are turned away by their length,
+    /// their first byte or the prefix filter, before the automaton.
+    #[inline]
+    pub(crate) fn word_at<'k>(&'k self, text: &str, at: usize, word_len: usize) -> Option<KeywordHit<'k>> {
+        let first = *text.as_bytes().get(at)?;
+        // Word starts are ASCII letters and digits, below 128 after `| 0x20`.
+        let bit = u32::from(first | 0x20) & 127;
+        if (!self.first_bytes_by_kind && (self.first_bytes >> bit) & 1 == 0) || !self.filter.may_start(text.as_bytes(), at, word_len) {
+            return None;
+        }
+        let word = self.word.as_ref()?;
+        word.longest_alone_at(text, at, text.len()).map(|(m, index)| self.hit(m, index))
+    }
+
+    /// The first keyword that starts with something other than an ASCII letter or digit and
+    /// starts at or before `until`.
+    pub(crate) fn first_anywhere<'k>(&'k self, text: &str, until: usize) -> Option<KeywordHit<'k>> {
+        let anywhere = self.anywhere.as_ref()?;
         // A match must end by here to start by `until`; the bound keeps the search from
         // reading the rest of a long body.
         let end = text.len().min(until.saturating_add(self.anywhere_max_len));
@@ -140,12 +176,17 @@ impl Keywords {
             if m.start() > until {
                 return None;
             }
-            if let Some(found) = anywhere.longest_alone_at(text, m.start(), m.end()) {
-                return Some(found);
+            if let Some((m, index)) = anywhere.longest_alone_at(text, m.start(), m.end()) {
+                return Some(self.hit(m, index));
             }
             from = m.start() + 1;
         }
         None
+    }
+
+    fn hit(&self, m: Match, index: usize) -> KeywordHit<'_> {
+        let (keyword, entry) = &self.entries[index];
+        KeywordHit { start: m.start(), end: m.end(), keyword, entry }
     }
 }
 
@@ -185,56 +226,87 @@ impl Automaton {
     }
 }
 
-/// A bitmap of hashed keyword prefixes: a word start whose first bytes are not in it cannot
-/// start a keyword, so most word starts cost one memory read instead of an automaton search.
+/// A Bloom filter of hashed keyword prefixes: a word start whose first bytes are not in it
+/// cannot start a keyword, so most word starts cost one memory read instead of an automaton
+/// search. Each key sets two bits of one 64-bit word (a "blocked" Bloom filter): one read per
+/// probe, and at 12-24 bits per keyword 1-3% of non-matching keys pass (2% for the benchmark's
+/// 9,000), from a bitmap small enough (16 KiB for 10k keywords) to stay mostly in the L1 cache
+/// while a body streams past it; a one-bit-per-key bitmap as selective was four times larger
+/// and missed the L1 cache on about half the probes (cachegrind).
 /// Prefixes are the first four bytes (fewer for shorter keywords), ASCII case folded by
 /// setting bit 5 of each byte: that also merges a few non-letters with others (`@` and `` ` ``),
 /// which only lets a few more positions through to the exact search.
+///
+/// The key also holds the length of the keyword's leading run of ASCII letters and digits (its
+/// first word): the word a keyword starts in the text must be exactly that long, since the
+/// keyword's letters and digits match only letters and digits, and what follows them (a
+/// non-alnum in the keyword, or the boundary rule) must not be one. A set of those lengths
+/// turns away most word starts before the bitmap is read at all.
 struct PrefixFilter {
     bits: Vec<u64>,
     /// log2 of the number of bits.
     order: u32,
     /// Bit n set when some keyword's prefix is n bytes long (n = 1..=4).
     lengths: u8,
+    /// Bit n set when some keyword's first word is n bytes long (bit 63: 63 or more).
+    words: u64,
 }
 
 impl PrefixFilter {
-    /// Sized for about 32 bits per keyword, so that about 3% of non-matching prefixes pass.
+    /// Sized for 12 to 24 bits per keyword (a power of two).
     fn new(keywords: usize) -> PrefixFilter {
-        let order = (keywords.max(1) * 32).next_power_of_two().trailing_zeros().clamp(10, 26);
-        PrefixFilter { bits: vec![0; 1 << (order - 6)], order, lengths: 0 }
+        let order = (keywords.max(1) * 12).next_power_of_two().trailing_zeros().clamp(10, 26);
+        PrefixFilter { bits: vec![0; 1 << (order - 6)], order, lengths: 0, words: 0 }
     }
 
-    /// Hash of the first `n` bytes at `at` (n = 1..=4), or `None` when fewer remain.
+    /// The word of the bitmap and the two bits in it for the first `n` bytes at `at`
+    /// (n = 1..=4) and the length `word` of the word they start, or `None` when fewer than `n`
+    /// bytes remain.
     #[inline]
-    fn slot(&self, bytes: &[u8], at: usize, n: usize) -> Option<usize> {
-        let mut word = [0u8; 4];
-        word[..n].copy_from_slice(bytes.get(at..at + n)?);
+    fn slot(&self, bytes: &[u8], at: usize, n: usize, word: usize) -> Option<(usize, u64)> {
+        let mut prefix = [0u8; 4];
+        prefix[..n].copy_from_slice(bytes.get(at..at + n)?);
         // Fold case in the `n` real bytes only; the padding stays zero.
-        let folded = u32::from_le_bytes(word) | (0x2020_2020 >> (8 * (4 - n)));
-        let key = u64::from(folded) | ((n as u64) << 32);
-        Some((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.order)) as usize)
+        let folded = u32::from_le_bytes(prefix) | (0x2020_2020 >> (8 * (4 - n)));
+        let key = u64::from(folded) | ((n as u64) << 32) | ((word.min(63) as u64) << 40);
+        let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // The top bits (at most 20) pick the word, two groups of six below them the bits in it.
+        let index = (hash >> (64 - (self.order - 6))) as usize;
+        let bits = (1 << ((hash >> 32) & 63)) | (1 << ((hash >> 38) & 63));
+        Some((index, bits))
     }
 
     fn insert(&mut self, keyword: &[u8]) {
         let n = keyword.len().min(4);
+        let word = keyword.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
         self.lengths |= 1 << n;
-        if let Some(slot) = self.slot(keyword, 0, n) {
-            self.bits[slot / 64] |= 1 << (slot % 64);
+        self.words |= 1 << word.min(63);
+        if let Some((index, bits)) = self.slot(keyword, 0, n, word) {
+            self.bits[index] |= bits;
         }
-    }
-
-    fn hit(&self, bytes: &[u8], at: usize, n: usize) -> bool {
-        self.slot(bytes, at, n).is_some_and(|s| self.bits[s / 64] & (1 << (s % 64)) != 0)
     }
 
     #[inline]
-    fn may_start(&self, bytes: &[u8], at: usize) -> bool {
+    fn hit(&self, bytes: &[u8], at: usize, n: usize, word: usize) -> bool {
+        self.slot(bytes, at, n, word).is_some_and(|(index, bits)| self.bits.get(index).is_some_and(|&w| w & bits == bits))
+    }
+
+    /// The length of the shortest first word of a keyword (0 with no keywords).
+    fn shortest_word(&self) -> usize {
+        self.words.trailing_zeros().min(63) as usize
+    }
+
+    /// Whether a keyword may start at `at`, where a word of `word` bytes starts.
+    #[inline]
+    fn may_start(&self, bytes: &[u8], at: usize, word: usize) -> bool {
+        if self.words & (1 << word.min(63)) == 0 {
+            return false;
+        }
         // Keywords of four bytes or more are the common case: one probe.
-        if self.lengths & (1 << 4) != 0 && self.hit(bytes, at, 4) {
+        if self.lengths & (1 << 4) != 0 && self.hit(bytes, at, 4, word) {
             return true;
         }
-        self.lengths & 0b1110 != 0 && (1..4).any(|n| self.lengths & (1 << n) != 0 && self.hit(bytes, at, n))
+        self.lengths & 0b1110 != 0 && (1..4).any(|n| self.lengths & (1 << n) != 0 && self.hit(bytes, at, n, word))
     }
 }
 
@@ -248,7 +320,7 @@ fn glued(text: &[u8], start: usize, end: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::number::E164;
@@ -310,7 +382,7 @@ mod tests {
     /// The matcher this module started with: one overlapping automaton over every byte,
     /// keeping the leftmost, then longest, match that is not glued. Simple and slow; the fast
     /// matcher must agree with it.
-    fn reference_first(keywords: &[String], text: &str) -> Option<(usize, usize, String)> {
+    pub(crate) fn reference_first(keywords: &[String], text: &str) -> Option<(usize, usize, String)> {
         let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).build(keywords).unwrap();
         let mut best: Option<Match> = None;
         for m in ac.find_overlapping_iter(text) {
@@ -360,7 +432,7 @@ mod tests {
         assert!(hits > 500, "the generator must produce matches, got {hits}");
     }
 
-    fn keywords_from(list: &[String]) -> Keywords {
+    pub(crate) fn keywords_from(list: &[String]) -> Keywords {
         Keywords::build(list.iter().enumerate().map(|(i, k)| (k.clone(), entry(i as u32))).collect()).unwrap()
     }
 

@@ -8,12 +8,14 @@
 //! can be unit-tested and fuzzed alone; the store owns the tables and the daemon feeds them in.
 //!
 //! Modules: [`number`] (prefixes, E.164, finding numbers in text), [`tables`] (building and
-//! looking up the tables), `keywords` (the multi-pattern keyword matcher), `scan` (the
-//! eight-bytes-at-a-time loops under both scanners), [`message`] (the parts of a message that
-//! are read), [`evidence`] (why), `decide` (the precedence).
+//! looking up the tables), `keywords` (the multi-pattern keyword matcher), `find` (the first
+//! number or keyword in a header or body, both in one pass), `scan` (the byte classification
+//! under both scanners), [`message`] (the parts of a message that are read), [`evidence`]
+//! (why), `decide` (the precedence).
 
 mod decide;
 pub mod evidence;
+mod find;
 mod keywords;
 pub mod message;
 pub mod number;

@@ -141,7 +141,8 @@ impl NumberPlan {
     /// `last_start` are looked at (a run may still end after it): when something else already
     /// matched there, the rest of the text need not be read.
     pub fn find_iter_starting_by<'p, 't>(&'p self, text: &'t str, last_start: usize) -> FindIter<'p, 't> {
-        FindIter { plan: self, text, pos: 0, stop: last_start.saturating_add(1).min(text.len()), digits: String::new() }
+        let stop = last_start.saturating_add(1).min(text.len());
+        FindIter { plan: self, text, pos: 0, stop, counts: self.digit_counts(), digits: String::new() }
     }
 }
 
@@ -155,6 +156,8 @@ pub struct FindIter<'p, 't> {
     pos: usize,
     /// Digit runs must start before this byte offset.
     stop: usize,
+    /// [`NumberPlan::digit_counts`].
+    counts: u64,
     /// Reused buffer for the ASCII digits of the current run.
     digits: String,
 }
@@ -173,39 +176,122 @@ impl Iterator for FindIter<'_, '_> {
             };
             // `start` is a char boundary: ASCII digits and the lead byte EF are never
             // continuation bytes.
-            let mut chars = self.text[start..].char_indices().peekable();
-            let Some(d0) = chars.peek().and_then(|&(_, c)| digit(c)) else {
-                self.pos = start + 1;
-                continue;
-            };
-            self.digits.clear();
-            self.digits.push(char::from(b'0' + d0));
-            chars.next();
-            let mut end = self.text.len();
-            while let Some((i, c)) = chars.next() {
-                if let Some(d) = digit(c) {
-                    self.digits.push(char::from(b'0' + d));
-                } else if separator(c) && chars.peek().is_some_and(|&(_, n)| digit(n).is_some()) {
-                    // A single separator between two digits belongs to the run.
-                } else {
-                    end = start + i;
-                    break;
-                }
-            }
+            let (end, found) = self.plan.run_at(self.text, start, self.counts, &mut self.digits);
             self.pos = end;
-            let before = &self.text[..start];
-            let plus = before.strip_suffix('+').or_else(|| before.strip_suffix('＋'));
-            // Borrowed in the common national case: most digit runs in mail (dates, prices)
-            // are not numbers, and should cost no allocation.
-            let national: Option<Cow<'_, str>> = match plus {
-                Some(_) => self.digits.strip_prefix(self.plan.country_code.as_str()).map(|rest| Cow::Owned(format!("0{rest}"))),
-                None => Some(Cow::Borrowed(&self.digits)),
-            };
-            if let Some(number) = national.and_then(|n| self.plan.national_to_e164(&n)) {
-                return Some(Found { start: plus.map_or(start, str::len), end, number });
+            if found.is_some() {
+                return found;
             }
         }
         None
+    }
+}
+
+impl NumberPlan {
+    /// The digit counts (bit n; bit 63 for 63 or more) a digit run can have and still form a
+    /// number under the plan, national or after `+` and the country code: any other run is
+    /// turned away without looking at its digits.
+    pub(crate) fn digit_counts(&self) -> u64 {
+        let bit = |n: usize| 1u64 << n.min(63);
+        self.prefixes
+            .iter()
+            .map(|p| p.digits.len() + usize::from(p.length))
+            .fold(0, |counts, n| counts | bit(n) | bit((n + self.country_code.len()).saturating_sub(1)))
+    }
+
+    /// The digit run starting at byte `start` of `text`, a char boundary that no digit run
+    /// covers: where the search resumes (just past the run, or past `start` when no digit
+    /// starts there) and the number the run forms, if any. `counts` is [`Self::digit_counts`];
+    /// `digits` is a reused buffer.
+    ///
+    /// A run is digits and single separators between digits. It is read a byte at a time
+    /// while it is ASCII (a char at a time only where it is not), once to find its end and
+    /// count its digits, and a second time, for its digits, only if the count can fit.
+    pub(crate) fn run_at(&self, text: &str, start: usize, counts: u64, digits: &mut String) -> (usize, Option<Found>) {
+        let (end, count) = run_end(text, start);
+        if end == start {
+            return (start + 1, None);
+        }
+        if counts & (1 << count.min(63)) == 0 {
+            return (end, None);
+        }
+        digits.clear();
+        walk_run(text, start, |d| digits.push(char::from(b'0' + d)));
+        let before = &text[..start];
+        let plus = before.strip_suffix('+').or_else(|| before.strip_suffix('＋'));
+        // Borrowed in the common national case: most digit runs in mail (dates, prices)
+        // are not numbers, and should cost no allocation.
+        let national: Option<Cow<'_, str>> = match plus {
+            Some(_) => digits.strip_prefix(self.country_code.as_str()).map(|rest| Cow::Owned(format!("0{rest}"))),
+            None => Some(Cow::Borrowed(digits)),
+        };
+        let found =
+            national.and_then(|n| self.national_to_e164(&n)).map(|number| Found { start: plus.map_or(start, str::len), end, number });
+        (end, found)
+    }
+}
+
+/// The end of the digit run starting at byte `start` of `text` (`start` when no digit starts
+/// there) and how many digits it has: [`walk_run`] without the digits, reading ASCII digits
+/// eight at a time.
+#[inline]
+fn run_end(text: &str, start: usize) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    let (mut end, mut count) = (start, 0);
+    loop {
+        let ascii = crate::scan::ascii_digits(bytes, end);
+        end += ascii;
+        count += ascii;
+        let next = match digit_at(text, end) {
+            Some((_, len)) => Some(len),
+            // A single separator between two digits belongs to the run.
+            None if end > start => separator_len(text, end).and_then(|sep| Some(sep + digit_at(text, end + sep)?.1)),
+            None => None,
+        };
+        let Some(len) = next else { return (end, count) };
+        count += 1;
+        end += len;
+    }
+}
+
+/// Walk the digit run starting at byte `start` of `text`, giving each digit's value to
+/// `digit`; the run's end (`start` when no digit starts there).
+fn walk_run(text: &str, start: usize, mut digit: impl FnMut(u8)) -> usize {
+    let mut end = start;
+    loop {
+        let next = match digit_at(text, end) {
+            Some(d) => Some((0, d)),
+            // A single separator between two digits belongs to the run.
+            None if end > start => separator_len(text, end).and_then(|sep| Some((sep, digit_at(text, end + sep)?))),
+            None => None,
+        };
+        let Some((sep, (d, len))) = next else { return end };
+        digit(d);
+        end += sep + len;
+    }
+}
+
+/// The value and byte length of the digit (ASCII or full-width) at byte `at` of `text`.
+#[inline]
+fn digit_at(text: &str, at: usize) -> Option<(u8, usize)> {
+    let bytes = text.as_bytes();
+    match *bytes.get(at)? {
+        b @ b'0'..=b'9' => Some((b - b'0', 1)),
+        // `０`..`９` are U+FF10..U+FF19: EF BC 90..99.
+        0xEF => match *bytes.get(at + 1..at + 3)? {
+            [0xBC, b @ 0x90..=0x99] => Some((b - 0x90, 3)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The byte length of the separator at byte `at` of `text` (a char boundary), if one is there.
+#[inline]
+fn separator_len(text: &str, at: usize) -> Option<usize> {
+    match *text.as_bytes().get(at)? {
+        b'-' | b'.' | b' ' => Some(1),
+        b if b.is_ascii() => None,
+        _ => text.get(at..)?.chars().next().filter(|&c| separator(c)).map(char::len_utf8),
     }
 }
 
@@ -221,7 +307,7 @@ pub struct Found {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -291,7 +377,7 @@ mod tests {
 
     /// The straightforward char-vector scan `find` used before it became an iterator; the
     /// iterator must agree with it on any text.
-    fn reference_find(p: &NumberPlan, text: &str) -> Vec<Found> {
+    pub(crate) fn reference_find(p: &NumberPlan, text: &str) -> Vec<Found> {
         let mut found = Vec::new();
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         let mut i = 0;

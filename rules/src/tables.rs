@@ -27,6 +27,7 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use serde::{Deserialize, Serialize};
 
+use crate::find::{Leftmost, leftmost};
 use crate::keywords::{KeywordHit, Keywords};
 use crate::number::{E164, NumberPlan};
 use crate::{domain_of, normal_domain};
@@ -119,6 +120,8 @@ pub enum RulesError {
 /// The routing tables, ready for [`crate::decide`].
 pub struct Tables {
     plan: NumberPlan,
+    /// `plan.digit_counts()`, derived once.
+    digit_counts: u64,
     addresses: HashMap<String, Entry, FixedState>,
     keywords: Keywords,
     learned: HashMap<String, Entry, FixedState>,
@@ -166,7 +169,7 @@ impl Tables {
             learned.insert(key, entry);
         }
         let keywords = Keywords::build(data.keywords)?;
-        Ok(Tables { plan: data.plan, addresses, keywords, learned })
+        Ok(Tables { digit_counts: data.plan.digit_counts(), plan: data.plan, addresses, keywords, learned })
     }
 
     /// The number plan the tables were built with.
@@ -220,6 +223,11 @@ impl Tables {
     /// The first keyword standing alone in `text`.
     pub(crate) fn first_keyword(&self, text: &str) -> Option<KeywordHit<'_>> {
         self.keywords.first(text)
+    }
+
+    /// The leftmost number or keyword in `text`, a number on a tie (rules 5 and 6).
+    pub(crate) fn first_in_text(&self, text: &str) -> Option<Leftmost<'_>> {
+        leftmost(text, Some((&self.plan, self.digit_counts)), &self.keywords)
     }
 }
 
