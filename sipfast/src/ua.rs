@@ -197,7 +197,16 @@ impl SipAgent {
     /// Calls `number` (`sip:<number>@<domain>;user=phone`) with `offer_sdp` and waits at most
     /// `budget` for a final answer: see the module docs.
     pub async fn call(&self, number: &str, offer_sdp: &str, budget: Duration) -> Result<Call, CallError> {
-        invite::call(&self.inner, number, offer_sdp, budget).await
+        // RFC 3966 style: a telephone number in the user part, marked `user=phone` (RFC 3261 §19.1.1).
+        let uri = format!("sip:{number}@{};user=phone", self.inner.shared.config.domain);
+        invite::call(&self.inner, number, invite::Target { uri, addr: None }, offer_sdp, budget).await
+    }
+
+    /// Calls `number` at a SIP URI found for it elsewhere (ENUM, a static map), sending the
+    /// INVITE straight to `addr` rather than through the proxy; otherwise as [`SipAgent::call`].
+    /// A `;transport=tcp` URI is called over TCP.
+    pub async fn call_uri(&self, number: &str, uri: &str, addr: SocketAddr, offer_sdp: &str, budget: Duration) -> Result<Call, CallError> {
+        invite::call(&self.inner, number, invite::Target { uri: uri.to_owned(), addr: Some(addr) }, offer_sdp, budget).await
     }
 
     /// Un-REGISTERs every number (`Expires: 0`), hangs up the calls still up, and stops the

@@ -23,10 +23,17 @@ use super::stack::{Shared, Stack};
 /// the transaction); past it both go on in the background and the call is a timeout anyway.
 const CANCEL_GRACE: Duration = Duration::from_secs(4);
 
+/// Where an INVITE goes: the Request-URI, and the address it is sent to (`None`: the
+/// configured outbound proxy, or the SIP domain).
+pub(super) struct Target {
+    pub uri: String,
+    pub addr: Option<std::net::SocketAddr>,
+}
+
 /// [`super::SipAgent::call`]: one `info` line per call with the outcome and timing.
-pub(super) async fn call(stack: &Stack, number: &str, offer_sdp: &str, budget: Duration) -> Result<Call, CallError> {
+pub(super) async fn call(stack: &Stack, number: &str, target: Target, offer_sdp: &str, budget: Duration) -> Result<Call, CallError> {
     let started = Instant::now();
-    let result = place(&stack.shared, number, offer_sdp, budget).await;
+    let result = place(&stack.shared, number, target, offer_sdp, budget).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match &result {
         Ok(_) => info!(%number, outcome = "answered", elapsed_ms, "sip call"),
@@ -37,20 +44,27 @@ pub(super) async fn call(stack: &Stack, number: &str, offer_sdp: &str, budget: D
     result
 }
 
-async fn place(shared: &Arc<Shared>, number: &str, offer_sdp: &str, budget: Duration) -> Result<Call, CallError> {
+async fn place(shared: &Arc<Shared>, number: &str, target: Target, offer_sdp: &str, budget: Duration) -> Result<Call, CallError> {
     fn protocol(e: impl std::fmt::Display) -> CallError {
         CallError::Protocol(e.to_string())
     }
     let domain = &shared.config.domain;
-    // RFC 3966 style: a telephone number in the user part, marked `user=phone` (RFC 3261 §19.1.1).
-    let callee = rsip::Uri::try_from(format!("sip:{number}@{domain};user=phone").as_str()).map_err(protocol)?;
+    let callee = rsip::Uri::try_from(target.uri.as_str()).map_err(protocol)?;
+    let destination = match target.addr {
+        Some(addr) => {
+            let transport =
+                if target.uri.to_ascii_lowercase().contains(";transport=tcp") { rsip::Transport::Tcp } else { rsip::Transport::Udp };
+            rsipstack::transport::SipAddr { r#type: Some(transport), ..rsipstack::transport::SipAddr::from(addr) }
+        }
+        None => shared.next_hop().map_err(protocol)?,
+    };
     let (caller_user, credential) = shared.caller();
     let caller = rsip::Uri::try_from(format!("sip:{caller_user}@{domain}").as_str()).map_err(protocol)?;
     let contact = shared.contact(&caller_user, shared.sip_transport()).map_err(protocol)?;
     let option = InviteOption {
         caller,
         callee,
-        destination: Some(shared.next_hop().map_err(protocol)?),
+        destination: Some(destination),
         content_type: Some("application/sdp".to_string()),
         offer: Some(offer_sdp.as_bytes().to_vec()),
         contact,
