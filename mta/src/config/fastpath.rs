@@ -5,6 +5,7 @@
 //! FP/1 `HELLO <token>` line says which call a connection belongs to, so RFC 4145's rule that
 //! the passive side listens before it sends its SDP always holds.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +60,27 @@ pub struct FastPath {
     /// An idle session to a number carries the next message until this long without one, then
     /// QUIT and BYE. `"0s"` closes each session after its message. Default `"10s"`.
     pub session_idle: Span,
+    /// How a number's INVITE finds its way, tried in order until one gives an answer:
+    /// `static` (`static_map`), `enum` (NAPTR `E2U+sip` under `enum_suffix`, RFC 6116), `proxy`
+    /// (`fastpath.proxy` with `sip:<number>@<domain>;user=phone`). Default `["proxy"]`.
+    pub locators: Vec<Locator>,
+    /// The ENUM tree to query, e.g. a private one. Default `"e164.arpa"`.
+    pub enum_suffix: String,
+    /// Number (national or E.164) -> SIP URI (`sip:+815012345678@192.0.2.7:5060`), for the
+    /// `static` locator. Default: empty.
+    pub static_map: BTreeMap<String, String>,
+}
+
+/// A way to find where to send a number's INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locator {
+    /// The static map.
+    Static,
+    /// ENUM (RFC 6116).
+    Enum,
+    /// The outbound proxy / registrar.
+    Proxy,
 }
 
 /// A number of ours and how to register it.
@@ -123,6 +145,9 @@ impl Default for FastPath {
             inline_budget: Span(Duration::from_secs(5)),
             max_sessions_per_number: 4,
             session_idle: Span(Duration::from_secs(10)),
+            locators: vec![Locator::Proxy],
+            enum_suffix: "e164.arpa".into(),
+            static_map: BTreeMap::new(),
         }
     }
 }
@@ -136,9 +161,7 @@ impl FastPath {
             errors.push(format!("fastpath.domain: {:?} is not a domain name", self.domain));
         }
         for n in &self.numbers {
-            let digits = n.number.chars().filter(|c| c.is_ascii_digit() || ('０'..='９').contains(c)).count();
-            let form_ok = n.number.chars().all(|c| c.is_ascii_digit() || ('０'..='９').contains(&c) || "+＋-－.． ".contains(c));
-            if !form_ok || !(6..=15).contains(&digits) {
+            if !looks_like_number(&n.number) {
                 errors.push(format!("fastpath.numbers: {:?} is not a telephone number", n.number));
             }
             if n.password.is_some() && n.password_file.is_some() {
@@ -170,8 +193,33 @@ impl FastPath {
         if !(1..=1000).contains(&self.max_sessions_per_number) {
             errors.push("fastpath.max_sessions_per_number: between 1 and 1000".into());
         }
+        if self.locators.is_empty() {
+            errors.push("fastpath.locators: name at least one of \"static\", \"enum\", \"proxy\"".into());
+        }
+        if self.locators.contains(&Locator::Enum) && !super::is_domain(&self.enum_suffix) {
+            errors.push(format!("fastpath.enum_suffix: {:?} is not a domain name", self.enum_suffix));
+        }
+        for (number, uri) in &self.static_map {
+            if !looks_like_number(number) {
+                errors.push(format!("fastpath.static_map: {number:?} is not a telephone number"));
+            }
+            if let Err(e) = crate::fastpath::locate::SipUri::parse(uri) {
+                errors.push(format!("fastpath.static_map {number:?}: {e}"));
+            }
+        }
+        if !self.static_map.is_empty() && !self.locators.contains(&Locator::Static) {
+            errors.push("fastpath.static_map: set, but \"static\" is not in fastpath.locators".into());
+        }
         if self.enabled && self.sip_listen == self.proxy {
             errors.push("fastpath.sip_listen: must differ from fastpath.proxy".into());
         }
     }
+}
+
+/// The form of a telephone number (national or E.164, full-width digits allowed); whether its
+/// prefix is one we know is checked against the store's prefixes when the daemon starts.
+fn looks_like_number(number: &str) -> bool {
+    let digits = number.chars().filter(|c| c.is_ascii_digit() || ('０'..='９').contains(c)).count();
+    let form_ok = number.chars().all(|c| c.is_ascii_digit() || ('０'..='９').contains(&c) || "+＋-－.． ".contains(c));
+    form_ok && (6..=15).contains(&digits)
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::smtp::data::BareEndings;
 
-pub use fastpath::{FastPath, MediaRole, OwnNumber, SipTransport};
+pub use fastpath::{FastPath, Locator, MediaRole, OwnNumber, SipTransport};
 pub use load::ConfigErrors;
 pub use registrar::{Registrar, RegistrarUser};
 pub use relay::{Relay, Smarthost, TlsPolicy, Transport};

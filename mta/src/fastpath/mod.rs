@@ -6,16 +6,19 @@
 //! - [`streams`]: the one listener every fast-path stream arrives on, matched by FP/1 token;
 //! - [`send`]: the sending side, used by the relay queue for `Fast` recipients; any failure
 //!   before the final `250` is reported so the queue can fall back to relay;
+//! - [`locate`]: where a number's INVITE goes (proxy, ENUM, static map);
 //! - [`sessions`]: open sessions per number, reused for the next message until idle;
 //! - [`inline`]: the SMTP session's own attempt, whose verdict becomes its DATA reply;
 //! - [`receive`]: the receiving side.
 
 pub mod inline;
+pub mod locate;
 pub mod receive;
 pub mod send;
 pub mod sessions;
 pub mod streams;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -28,6 +31,7 @@ use tracing::info;
 
 use crate::config::{Config, SipTransport};
 use crate::relay::hop::Connectors;
+use crate::relay::resolve::{Resolver, ResolverSettings};
 use streams::Streams;
 
 /// What both sides of the fast path share.
@@ -49,6 +53,10 @@ pub struct FastPath {
     pub sessions: sessions::Sessions,
     /// Messages an SMTP session is delivering inline.
     pub inline: inline::Leases,
+    /// DNS for ENUM and SIP hosts (the relay's name servers).
+    pub resolver: Resolver,
+    /// `fastpath.static_map` with its numbers in E.164.
+    pub static_map: HashMap<String, String>,
 }
 
 /// Everything `start` opened that the server runs.
@@ -104,6 +112,15 @@ pub async fn start(config: &Arc<Config>, store: &Store) -> Result<Option<Started
     let advertise = fp.advertise.unwrap_or(if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() });
     let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up fast-path TLS: {e}"))?;
     let sessions = sessions::Sessions::new(fp.max_sessions_per_number, fp.session_idle.0);
+    let mut static_map = HashMap::new();
+    for (number, uri) in &fp.static_map {
+        let e164 = plan.normalise(number).with_context(|| format!("fastpath.static_map: {number}"))?;
+        static_map.insert(e164.0, uri.clone());
+    }
+    let r = &config.relay;
+    let resolver =
+        Resolver::new(&ResolverSettings { nameservers: r.nameservers.clone(), timeout: r.dns_timeout.0, attempts: 2, mx_port: 25 })
+            .context("setting up DNS for the fast path")?;
     let fast = Arc::new(FastPath {
         agent,
         streams,
@@ -113,6 +130,8 @@ pub async fn start(config: &Arc<Config>, store: &Store) -> Result<Option<Started
         connectors,
         sessions,
         inline: inline::Leases::default(),
+        resolver,
+        static_map,
     });
     Ok(Some(Started { fast, incoming, listener }))
 }

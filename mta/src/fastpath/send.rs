@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::FastPath;
+use super::locate::{Target, locate};
 use super::sessions::Session;
 use crate::config::MediaRole;
 use crate::relay::outbound::{BoxIo, Connection, Failure, OpenOptions, Outcome, Timeouts, TlsPolicy, Txn};
@@ -90,7 +91,18 @@ async fn open(fp: &FastPath, tel: &str) -> Result<Session, String> {
         }
         MediaRole::Active => (Offer::dial_out(fp.advertise, &protocols, token), None),
     };
-    let call = fp.agent.call(tel, &offer.encode(), cfg.answer_budget.0).await.map_err(|e| format!("SIP call to {tel}: {e}"))?;
+    let target = locate(&cfg.locators, &fp.static_map, &cfg.enum_suffix, &fp.resolver, tel).await?;
+    let call = match &target {
+        Target::Proxy => fp.agent.call(tel, &offer.encode(), cfg.answer_budget.0).await,
+        Target::Direct { uri, addr, via } => {
+            debug!(tel, %uri, %addr, via, "calling a located SIP URI");
+            fp.agent.call_uri(tel, uri, *addr, &offer.encode(), cfg.answer_budget.0).await
+        }
+    };
+    let call = call.map_err(|e| match &target {
+        Target::Proxy => format!("SIP call to {tel}: {e}"),
+        Target::Direct { uri, via, .. } => format!("SIP call to {tel} at {uri} ({via}): {e}"),
+    })?;
     let accepted = match SessionDescription::parse(call.answer_sdp.as_bytes())
         .map_err(|e| e.to_string())
         .and_then(|sdp| offer.read_answer(&sdp).map_err(|e| e.to_string()))

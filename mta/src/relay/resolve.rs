@@ -159,6 +159,21 @@ impl ResolveError {
     }
 }
 
+/// One NAPTR record (RFC 3403 §4.1), its strings as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naptr {
+    /// Lower first.
+    pub order: u16,
+    /// Lower first among equal orders.
+    pub preference: u16,
+    /// `u` for a terminal rule yielding a URI.
+    pub flags: String,
+    /// `E2U+sip` for ENUM SIP records (RFC 6116 §3.4.3).
+    pub services: String,
+    /// `!ere!replacement!flags`.
+    pub regexp: String,
+}
+
 /// Resolves recipient domains to the hosts to deliver to. Cheap to clone; clones share one cache
 /// (hickory's, honouring record TTLs and SOA negative TTLs).
 #[derive(Debug, Clone)]
@@ -230,6 +245,40 @@ impl Resolver {
         }
         let ordered = order_mx(mxs.into_iter().filter(|(_, exchange)| !exchange.is_root()).collect());
         self.mx_hosts(ordered, shown).await
+    }
+
+    /// NAPTR records of `name` (RFC 3403), for ENUM (RFC 6116); none when the name does not
+    /// exist or has none. `Err` is a transient failure, described.
+    pub async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, String> {
+        let name = parse_domain(name)?;
+        match query(&self.inner, &name, RecordType::NAPTR).await? {
+            Answer::Found(records) => Ok(records
+                .into_iter()
+                .filter_map(|data| match data {
+                    RData::NAPTR(n) => Some(Naptr {
+                        order: n.order,
+                        preference: n.preference,
+                        flags: String::from_utf8_lossy(&n.flags).into_owned(),
+                        services: String::from_utf8_lossy(&n.services).into_owned(),
+                        regexp: String::from_utf8_lossy(&n.regexp).into_owned(),
+                    }),
+                    _ => None,
+                })
+                .collect()),
+            Answer::NoData | Answer::NxDomain => Ok(Vec::new()),
+        }
+    }
+
+    /// The addresses of `host` (a name, or an IP literal) at `port`; empty when it has none.
+    pub async fn host_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let name = parse_domain(host)?;
+        match addresses(&self.inner, &name, port).await? {
+            Answer::Found(addrs) => Ok(addrs),
+            Answer::NoData | Answer::NxDomain => Ok(Vec::new()),
+        }
     }
 
     /// RFC 5321 §5.1: no MX records, so the domain itself is the host, at preference 0.

@@ -14,6 +14,7 @@ mod fastpath;
 mod fastpath_inline;
 mod lifecycle;
 mod limits;
+mod locators;
 mod registrar;
 mod relay;
 mod relay_mx;
