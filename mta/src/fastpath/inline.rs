@@ -170,7 +170,11 @@ fn reply_for(id: QueueId, results: &[FastResult], received: Instant) -> Option<R
             Some(Reply::new(
                 250,
                 "2.0.0",
-                format!("Ok: delivered as {id} via fast path to {} in {ms} ms (final server: {})", tels.join(", "), last.unwrap_or_default()),
+                format!(
+                    "Ok: delivered as {id} via fast path to {} in {ms} ms (final server: {})",
+                    tels.join(", "),
+                    last.unwrap_or_default()
+                ),
             ))
         }
         _ => None,
