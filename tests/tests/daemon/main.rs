@@ -10,6 +10,7 @@ mod support;
 mod auth_tls;
 mod crash;
 mod delivery;
+mod demo;
 mod fastpath;
 mod fastpath_inline;
 mod lifecycle;
