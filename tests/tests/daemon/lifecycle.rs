@@ -55,6 +55,7 @@ pid=$!
 for i in $(seq 200); do grep -q ready serve.log && break; sleep 0.05; done
 grep -q 'smtp listener on 127.0.0.1:2525' serve.log
 grep -q 'submission listener on 127.0.0.1:2587' serve.log
+grep -q 'registrar listener on 127.0.0.1:5060' serve.log
 swaks --server 127.0.0.1:2525 --to postmaster@localhost --from someone@example.org --timeout 10 > swaks.log
 swaks --server 127.0.0.1:2525 --to someone@remote.example --from someone@example.org --timeout 10 > relay.log || true
 for i in $(seq 200); do ls sipmta-data/maildir/localhost/postmaster/new/* >/dev/null 2>&1 && break; sleep 0.05; done
