@@ -1,5 +1,6 @@
 //! SIP peers for the fast-path tests, on free loopback ports: Kamailio (the reference test
-//! config, a copy of ../shared/reference/kamailio-test.cfg) as the registrar/proxy between
+//! config, a copy of ../shared/reference/kamailio-test.cfg, or another such as
+//! deploy/kamailio.cfg) as the registrar/proxy between
 //! sipmta sites, and sipp running one of sipfast's scenarios (sipfast/tests/sipp/) as the
 //! remote user agent.
 
@@ -39,21 +40,38 @@ pub struct Kamailio {
     child: Child,
 }
 
+/// The installed `kamailio` binary.
+pub fn kamailio_bin() -> &'static str {
+    ["/usr/sbin/kamailio", "/usr/bin/kamailio"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| panic!("kamailio is not installed; run ./tests/run.sh"))
+}
+
 impl Kamailio {
+    /// The reference test config: open registration, no auth.
     pub fn start() -> Kamailio {
-        let kamailio = ["/usr/sbin/kamailio", "/usr/bin/kamailio"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or_else(|| panic!("kamailio is not installed; run ./tests/run.sh"));
+        let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/daemon/support/kamailio-test.cfg");
+        Kamailio::start_config(&cfg, &[], &[])
+    }
+
+    /// `cfg` with `SIP_PORT` set to a free port plus `defines` (each passed as `-A`), run in
+    /// a temp dir holding `files` (`(name, contents)`): a relative `include_file` finds them
+    /// there first, as Kamailio looks in its current directory before the config's.
+    pub fn start_config(cfg: &Path, defines: &[String], files: &[(&str, &str)]) -> Kamailio {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/daemon/support/kamailio-test.cfg");
-        let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
         let d = dir.path();
-        let child = Command::new(kamailio)
-            .args(["-DD", "-E", "--debug=3", "-f"])
-            .arg(&cfg)
-            .args(["-A", &format!("SIP_PORT={port}")])
+        for (name, contents) in files {
+            std::fs::write(d.join(name), contents).unwrap();
+        }
+        let log = std::fs::File::create(d.join("kamailio.log")).unwrap();
+        let mut command = Command::new(kamailio_bin());
+        command.args(["-DD", "-E", "--debug=3", "-f"]).arg(cfg).args(["-A", &format!("SIP_PORT={port}")]);
+        for define in defines {
+            command.args(["-A", define]);
+        }
+        let child = command
             .arg("-Y")
             .arg(d)
             .arg("-w")
@@ -61,14 +79,25 @@ impl Kamailio {
             .arg("-P")
             .arg(d.join("kamailio.pid"))
             .args(["-m", "64", "-M", "8"])
+            .current_dir(d)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let k = Kamailio { addr: SocketAddr::from(([127, 0, 0, 1], port)), dir, child };
-        wait_for("kamailio to listen", || port_bound("udp", port) && port_bound("tcp", port));
+        let mut k = Kamailio { addr: SocketAddr::from(([127, 0, 0, 1], port)), dir, child };
+        wait_for("kamailio to listen", || {
+            if let Some(status) = k.child.try_wait().unwrap() {
+                panic!("kamailio exited at start ({status}):\n{}", k.log());
+            }
+            port_bound("udp", port) && port_bound("tcp", port)
+        });
         k
+    }
+
+    /// The directory Kamailio runs in (its `-Y`, `-w` and current directory).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn log(&self) -> String {
