@@ -13,6 +13,7 @@ mod delivery;
 mod demo;
 mod fastpath;
 mod fastpath_inline;
+mod kamailio_deploy;
 mod lifecycle;
 mod limits;
 mod locators;
