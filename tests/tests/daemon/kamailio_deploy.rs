@@ -44,13 +44,13 @@ fn kamailio(users: &[(&str, &str)]) -> Kamailio {
 }
 
 /// The `[fastpath]` tables of a site with `number` and `password`, registering through `kam`
-/// (the built-in registrar off, as deploy/README.md says); `relay` holds extra
-/// `[relay.transport]` entries.
-fn tables(kam: &Kamailio, number: &str, password: &str, relay: &str) -> String {
+/// (the built-in registrar off, as deploy/README.md says); `fastpath` holds extra
+/// `[fastpath]` keys, `relay` extra `[relay.transport]` entries.
+fn tables(kam: &Kamailio, number: &str, password: &str, fastpath: &str, relay: &str) -> String {
     let sip = free_port();
     format!(
         "[registrar]\nenabled = false\n[fastpath]\nenabled = true\nsip_listen = \"127.0.0.1:{sip}\"\nproxy = \"{}\"\ndomain = \"{DOMAIN}\"\n\
-         answer_budget = \"3s\"\nsession_idle = \"0s\"\n[[fastpath.numbers]]\nnumber = \"{number}\"\npassword = \"{password}\"\n\
+         answer_budget = \"3s\"\nsession_idle = \"0s\"\n{fastpath}\n[[fastpath.numbers]]\nnumber = \"{number}\"\npassword = \"{password}\"\n\
          [relay]\nretry = [\"1s\"]\nnameservers = [\"127.0.0.1:9\"]\n[relay.transport]\n\"remote.example\" = \"[127.0.0.1]:9\"\n{relay}",
         kam.addr
     )
@@ -88,9 +88,10 @@ fn the_deploy_config_and_example_users_pass_kamailios_check() {
 
 #[test]
 fn two_sites_with_their_own_passwords_exchange_mail_through_it() {
+    // B signals over TCP, A over UDP: Kamailio bridges the two.
     let kam = kamailio(&[("+815011111111", A_PASSWORD), ("+815022222222", B_PASSWORD)]);
-    let b = Daemon::start(&top("b.example"), &tables(&kam, "050-2222-2222", B_PASSWORD, ""));
-    let a = Daemon::start(&top("a.example"), &tables(&kam, "050-1111-1111", A_PASSWORD, ""));
+    let b = Daemon::start(&top("b.example"), &tables(&kam, "050-2222-2222", B_PASSWORD, "transport = \"tcp\"", ""));
+    let a = Daemon::start(&top("a.example"), &tables(&kam, "050-1111-1111", A_PASSWORD, "", ""));
     route(&a, "b.example", "050-2222-2222");
     route(&b, "a.example", "050-1111-1111");
     let out = a.swaks(&["--to", "bob@b.example", "--from", "alice@a.example", "--h-Subject", "through kamailio"]);
@@ -131,7 +132,7 @@ fn serve_fails(extra_top: &str, tables: &str) -> (Option<i32>, String) {
 fn a_wrong_password_is_refused_and_mail_for_that_number_is_relayed() {
     let kam = kamailio(&[("+815011111111", A_PASSWORD), ("+815022222222", B_PASSWORD)]);
     // B's fast path cannot register: sipmta refuses to start rather than run unreachable.
-    let (code, log) = serve_fails(&top("b.example"), &tables(&kam, "050-2222-2222", "wrong", ""));
+    let (code, log) = serve_fails(&top("b.example"), &tables(&kam, "050-2222-2222", "wrong", "", ""));
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}:\n{log}");
     assert!(log.contains("starting the SIP user agent") && log.contains("401"), "{log}");
     let kam_log = kam.log();
@@ -140,7 +141,7 @@ fn a_wrong_password_is_refused_and_mail_for_that_number_is_relayed() {
     let b = relay_target();
     let a = Daemon::start(
         &top("a.example"),
-        &tables(&kam, "050-1111-1111", A_PASSWORD, &format!("\"b.example\" = \"[127.0.0.1]:{}\"\n", b.smtp.port())),
+        &tables(&kam, "050-1111-1111", A_PASSWORD, "", &format!("\"b.example\" = \"[127.0.0.1]:{}\"\n", b.smtp.port())),
     );
     route(&a, "b.example", "050-2222-2222");
     let id = send(&a, "bob@b.example", "B is not registered");
