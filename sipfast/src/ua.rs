@@ -182,8 +182,10 @@ pub struct SipAgent {
 impl SipAgent {
     /// Binds the listeners, starts the stack, REGISTERs every number once and returns the agent
     /// with the channel of incoming calls for our numbers. Fails if a listener cannot be bound or
-    /// a first REGISTER is refused or unanswered (the numbers already registered are removed
-    /// again). Refreshes later retry on their own.
+    /// a first REGISTER is refused within 3 s (a wrong password or number; the numbers already
+    /// registered are removed again). A first REGISTER that fails otherwise (no answer yet,
+    /// connection refused, a 5xx) does not stop the start: it is retried with back-off, as are
+    /// refreshes.
     pub async fn start(config: SipConfig) -> Result<(SipAgent, mpsc::Receiver<Incoming>), SipError> {
         let (stack, incoming) = stack::Stack::start(config).await?;
         Ok((SipAgent { inner: stack }, incoming))

@@ -19,7 +19,7 @@ use rsipstack::sip::{self as rsip, Header};
 use rsipstack::transaction::make_tag;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::stack::{Shared, credential};
 use super::{Registration, SipError};
@@ -28,6 +28,11 @@ use super::{Registration, SipError};
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 /// Longest back-off between failed refreshes.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long the agent's start waits for the first REGISTERs. A refusal within it fails the
+/// start (a wrong password or number is a configuration error); a registrar that does not
+/// answer in time must not keep the mail server down, so the start goes on and the tasks
+/// keep retrying (an unanswered UDP REGISTER alone takes 32 s, RFC 3261 §17.1.2.2 Timer F).
+const FIRST_WAIT: Duration = Duration::from_secs(3);
 
 /// A number's registration task.
 pub(super) struct Binding {
@@ -35,26 +40,32 @@ pub(super) struct Binding {
     task: JoinHandle<()>,
 }
 
-/// Starts one task per number and waits for every first REGISTER. If one fails, the others
-/// are stopped (and so un-REGISTERed) and its error returned.
+/// Starts one task per number and waits (up to [`FIRST_WAIT`]) for every first REGISTER. If
+/// one is refused, the others are stopped (and so un-REGISTERed) and its error returned; one
+/// that failed otherwise or is still unanswered is left retrying.
 pub(super) async fn start_all(shared: &Arc<Shared>) -> Result<Vec<Binding>, SipError> {
     let mut started = Vec::new();
     for number in &shared.config.numbers {
         let (first, first_rx) = oneshot::channel();
         let stop = shared.cancel.child_token();
         let task = tokio::spawn(run(shared.clone(), number.clone(), stop.clone(), first));
-        started.push((Binding { stop, task }, first_rx));
+        started.push((Binding { stop, task }, first_rx, &number.user));
     }
     let mut bindings = Vec::new();
     let mut error = None;
-    for (binding, first_rx) in started {
-        match first_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+    let deadline = tokio::time::Instant::now() + FIRST_WAIT;
+    for (binding, first_rx, user) in started {
+        match tokio::time::timeout_at(deadline, first_rx).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
                 error.get_or_insert(e);
             }
-            Err(_) => {
+            Ok(Err(_)) => {
                 error.get_or_insert(SipError::Protocol("registration task ended before its first REGISTER".into()));
+            }
+            // The task goes on retrying and logs how it fares.
+            Err(_) => {
+                warn!(number = %user, wait_ms = FIRST_WAIT.as_millis() as u64, "no answer to a first REGISTER yet; starting without it")
             }
         }
         bindings.push(binding);
@@ -103,12 +114,26 @@ async fn run(shared: Arc<Shared>, number: Registration, stop: CancellationToken,
                 (Duration::from_secs(granted.into()) / 2).max(MIN_REFRESH)
             }
             Err(e) => {
-                if let Some(first) = first.take() {
-                    first.send(Err(e)).ok();
-                    return;
-                }
+                let e = match first.take() {
+                    // A refusal while the start still waits fails the start.
+                    Some(first) if is_refusal(&e) => match first.send(Err(e)) {
+                        Ok(()) => return,
+                        Err(Err(e)) => e,
+                        Err(Ok(())) => return,
+                    },
+                    Some(first) => {
+                        first.send(Ok(())).ok();
+                        e
+                    }
+                    None => e,
+                };
                 failures += 1;
-                warn!(number = %number.user, error = %e, failures, "REGISTER refresh failed");
+                if registered {
+                    warn!(number = %number.user, error = %e, failures, "REGISTER refresh failed");
+                } else {
+                    // Calls for this number cannot reach us until a REGISTER succeeds.
+                    error!(number = %number.user, error = %e, failures, retry_s = backoff(failures).as_secs(), "not registered: REGISTER failed");
+                }
                 backoff(failures)
             }
         };
@@ -150,6 +175,12 @@ async fn register_once(shared: &Shared, reg: &mut StackRegistration, user: &str,
     }
 }
 
+/// A final answer that says our configuration is wrong (a 4xx such as 401 after the digest,
+/// 403, 404), as against one that may pass (408, 480, 5xx) or no answer at all.
+fn is_refusal(e: &SipError) -> bool {
+    matches!(e, SipError::Register { code, .. } if (400..500).contains(code) && !matches!(code, 408 | 480 | 486 | 491))
+}
+
 /// 1 s doubling per consecutive failure, at most [`MAX_BACKOFF`].
 fn backoff(failures: u32) -> Duration {
     (Duration::from_secs(1) * 2u32.saturating_pow(failures.saturating_sub(1).min(16))).min(MAX_BACKOFF)
@@ -158,6 +189,18 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_client_errors_that_will_not_pass_are_refusals() {
+        let answer = |code| SipError::Register { number: "+815011111111".into(), code, reason: String::new() };
+        for code in [401, 403, 404, 407, 484] {
+            assert!(is_refusal(&answer(code)), "{code}");
+        }
+        for code in [408, 480, 500, 503, 504] {
+            assert!(!is_refusal(&answer(code)), "{code}");
+        }
+        assert!(!is_refusal(&SipError::Transport("connection refused".into())));
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_minute() {

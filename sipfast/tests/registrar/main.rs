@@ -9,6 +9,7 @@ mod support;
 
 mod agents_call;
 mod cancel;
+mod late;
 mod raw;
 mod refusals;
 mod sipp;

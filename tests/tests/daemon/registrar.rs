@@ -13,9 +13,14 @@ use crate::support::*;
 /// A site with `number`, its fast path registering through `proxy`; `registrar` is its own
 /// `[registrar]` section (or `enabled = false`).
 fn site(domain: &str, number: &str, proxy: SocketAddr, registrar: &str, extra: &str) -> Daemon {
+    site_with(domain, number, proxy, registrar, "", extra)
+}
+
+/// [`site`] with more `[fastpath]` keys.
+fn site_with(domain: &str, number: &str, proxy: SocketAddr, registrar: &str, fastpath: &str, extra: &str) -> Daemon {
     let sip = free_port();
     let tables = format!(
-        "[registrar]\n{registrar}\n[fastpath]\nenabled = true\nsip_listen = \"127.0.0.1:{sip}\"\nproxy = \"{proxy}\"\ndomain = \"{DOMAIN}\"\nsession_idle = \"0s\"\n\
+        "[registrar]\n{registrar}\n[fastpath]\nenabled = true\nsip_listen = \"127.0.0.1:{sip}\"\nproxy = \"{proxy}\"\ndomain = \"{DOMAIN}\"\nsession_idle = \"0s\"\n{fastpath}\n\
          [[fastpath.numbers]]\nnumber = \"{number}\"\n\
          [relay]\nretry = [\"1s\"]\nnameservers = [\"127.0.0.1:9\"]\n[relay.transport]\n\"remote.example\" = \"[127.0.0.1]:9\"\n{extra}"
     );
@@ -63,6 +68,27 @@ fn registrations_survive_a_restart_of_the_registrar() {
     // B does not register again (its registration lasts an hour): A's store remembers it.
     let a = Daemon::start_with(dir, config);
     let out = a.swaks(&["--to", "bob@b.example", "--from", "alice@a.example", "--h-Subject", "after a restart"]);
+    let t = transcript(&out);
+    assert!(out.status.success() && t.contains("via fast path to +815022222222"), "{t}");
+    b.wait_mailbox("b.example/bob", 1);
+}
+
+/// A registrar that is down when a site starts (a reboot, Kamailio restarting) does not keep
+/// the site's mail server down: it starts, says it is not registered, and registers once the
+/// registrar answers; then calls reach it.
+#[test]
+fn a_site_starts_while_its_registrar_is_down_and_registers_when_it_comes_up() {
+    let port = free_port();
+    let proxy = SocketAddr::from(([127, 0, 0, 1], port));
+    // Nothing listens at `proxy` yet. The stack retries the TCP connect as it would retransmit
+    // over UDP, so the first REGISTER goes through once the registrar is up (within Timer F,
+    // 32 s; later ones are retried with back-off).
+    let mut b = site_with("b.example", "050-2222-2222", proxy, "enabled = false", "transport = \"tcp\"", "");
+    b.wait_log("no answer to a first REGISTER yet; starting without it");
+    let a = a_with_registrar(port);
+    b.wait_line(|l| l.contains(" registered number=+815022222222"));
+    route(&a, "b.example", "050-2222-2222");
+    let out = a.swaks(&["--to", "bob@b.example", "--from", "alice@a.example", "--h-Subject", "registrar came up late"]);
     let t = transcript(&out);
     assert!(out.status.success() && t.contains("via fast path to +815022222222"), "{t}");
     b.wait_mailbox("b.example/bob", 1);
