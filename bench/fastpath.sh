@@ -365,6 +365,8 @@ mkdir -p "$W/records"
 COMMON=(--size "$SIZE" --final-log "$W/sipmta-b/sipmta.log" --quiet-max "$QUIET_MAX" --quiet-wait "$QUIET_WAIT"
     --stall "$STALL" --sipmta-bin "$SIPMTA_BIN" --postfix-queue "$W/postfix1/queue" --postfix-queue "$W/postfix2/queue")
 for s in a a0 b; do COMMON+=(--sipmta-config "$W/sipmta-$s/sipmta.toml"); done
+# Every process of the benchmark runs below $CG: the rest of the machine's CPU use is other load.
+if [ -n "$CG" ]; then COMMON+=(--bench-cgroup "$CG"); fi
 CPU=()
 if [ -n "$CG" ]; then for g in $COMPONENTS; do CPU+=(--cpu "$g=cg:$CG/$g"); done; fi
 

@@ -162,19 +162,43 @@ def proc_stat_cpu():
     return total - idle, total
 
 
-def busy_cores(interval):
-    b0, t0 = proc_stat_cpu()
-    time.sleep(interval)
-    b1, t1 = proc_stat_cpu()
-    return (b1 - b0) / max(1, t1 - t0) * os.cpu_count()
+class Load:
+    """CPU use of the whole machine over an interval, and the part of it that was not the
+    benchmark's: /proc/stat's busy time minus the CPU time of the benchmark's cgroup (every
+    daemon, client and the harness run below it). On a shared 2-core machine other tenants'
+    load moves every number here, so each series records it. Without a cgroup the "other"
+    part is unknown (None) and the quiet wait falls back to the machine's total."""
+
+    def __init__(self, bench_cgroup):
+        self.cg = bench_cgroup
+        self.start()
+
+    def start(self):
+        self.b0, self.t0 = proc_stat_cpu()
+        self.c0 = cg_usage_ns(self.cg)
+
+    def stop(self):
+        b1, t1 = proc_stat_cpu()
+        c1 = cg_usage_ns(self.cg)
+        ncpu = os.cpu_count()
+        wall_s = max(1, t1 - self.t0) / CLK_TCK / ncpu
+        busy_s = (b1 - self.b0) / CLK_TCK
+        other = None
+        if self.c0 is not None and c1 is not None:
+            # /proc/stat ticks and cpuacct nanoseconds disagree a little: clamp at 0
+            other = max(0.0, busy_s - (c1 - self.c0) / 1e9) / wall_s
+        return {"busy_cores": busy_s / wall_s, "other_cores": other}
 
 
-def wait_quiet(quiet_max, quiet_wait):
-    """Wait (bounded) until the machine's CPU use is below quiet_max cores. Our own daemons are
-    idle at this point, so this is everyone else's load. Returns (cores, waited_s)."""
+def wait_quiet(quiet_max, quiet_wait, bench_cgroup):
+    """Wait (bounded) until the CPU use outside the benchmark is below quiet_max cores.
+    Returns (cores, waited_s)."""
     start = time.monotonic()
     while True:
-        b = busy_cores(0.5)
+        load = Load(bench_cgroup)
+        time.sleep(0.5)
+        r = load.stop()
+        b = r["other_cores"] if r["other_cores"] is not None else r["busy_cores"]
         if b <= quiet_max or time.monotonic() - start >= quiet_wait:
             return b, time.monotonic() - start
 
@@ -266,6 +290,12 @@ def cg_usage_ns(path):
     except FileNotFoundError:
         pass
     return None
+
+
+def other_load(rec):
+    """'before / during' a series, in cores."""
+    during = rec.get("other_cores")
+    return f"{rec['background_cores']:.2f} before / {'n/a' if during is None else format(during, '.2f')} during (cores)"
 
 
 # ------------------------------------------------------------------------------ queues
@@ -436,7 +466,8 @@ def cmd_idle(args):
     final.poll()
     mbox.poll()
     wait_drained(args)
-    background, waited = wait_quiet(args.quiet_max, args.quiet_wait)
+    background, waited = wait_quiet(args.quiet_max, args.quiet_wait, args.bench_cgroup)
+    load = Load(args.bench_cgroup)
     recs = []
     total = args.warmup + args.count
     for i in range(total):
@@ -487,10 +518,11 @@ def cmd_idle(args):
     # late duplicates of the DSN would show here
     mbox.poll()
     extra = {t: len(v) for t, v in mbox.by_envid.items() if t.startswith(args.label + ".") and len(v) > 1}
+    machine = load.stop()
     rec = {
         "kind": "idle", "path": args.path, "label": args.label, "run": args.run, "size": args.size,
         "count": args.count, "warmup": args.warmup, "background_cores": background, "quiet_waited_s": waited,
-        "duplicate_dsns": extra, "messages": recs,
+        "duplicate_dsns": extra, **machine, "messages": recs,
     }
     json.dump(rec, open(args.json, "w"), indent=0)
     v = [r["reply_ms"] for r in recs]
@@ -500,7 +532,7 @@ def cmd_idle(args):
     for r in recs:
         kinds[r["reply_kind"]] = kinds.get(r["reply_kind"], 0) + 1
     say(f"{args.label:<24} reply p50 {pct(v, 50):7.2f} ms  final 250 p50 {pct(f, 50):7.2f} ms  "
-        f"DSN p50 {pct(d, 50):7.2f} ms  replies {kinds}  other load {background:.2f} cores")
+        f"DSN p50 {pct(d, 50):7.2f} ms  replies {kinds}  other load {other_load(rec)}")
 
 
 # ------------------------------------------------------------------------------ load
@@ -509,10 +541,10 @@ def cmd_load(args):
     final = FinalServer(args.final_log)
     final.poll()
     wait_drained(args)
-    background, waited = wait_quiet(args.quiet_max, args.quiet_wait)
+    background, waited = wait_quiet(args.quiet_max, args.quiet_wait, args.bench_cgroup)
     groups = cpu_groups(args.cpu)
     cpu0 = cpu_snapshot(groups)
-    busy0 = proc_stat_cpu()
+    load = Load(args.bench_cgroup)
     results = {}
     errors = []
     counter = iter(range(args.count))
@@ -588,7 +620,7 @@ def cmd_load(args):
 
     wait_until(all_arrived, 3600, "every message at the final server", poll=0.002)
     cpu1 = cpu_snapshot(groups)
-    busy1 = proc_stat_cpu()
+    machine = load.stop()
     t_last = max(final.seen[s][0] for s in results)
     msgs = []
     for s, (t_dot, reply_ms, kind) in results.items():
@@ -601,7 +633,7 @@ def cmd_load(args):
         "count": args.count, "conc": args.conc, "background_cores": background, "quiet_waited_s": waited,
         "elapsed_s": wall, "clients_done_s": (t_clients - t0) / 1e9, "delivered_per_s": args.count / wall,
         "cpu_ms_per_msg": {k: v / args.count for k, v in cpu.items()},
-        "busy_cores": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * os.cpu_count(),
+        **machine,
         "messages": msgs,
     }
     json.dump(rec, open(args.json, "w"), indent=0)
@@ -612,7 +644,7 @@ def cmd_load(args):
     for m in msgs:
         kinds[m["reply_kind"]] = kinds.get(m["reply_kind"], 0) + 1
     say(f"{args.label:<24} final 250 p50 {pct(f, 50):8.1f} p99 {pct(f, 99):8.1f} ms  reply p50 {pct(r, 50):7.1f} ms  "
-        f"{rec['delivered_per_s']:.0f} msg/s  replies {kinds}  other load {background:.2f} cores")
+        f"{rec['delivered_per_s']:.0f} msg/s  replies {kinds}  other load {other_load(rec)}")
 
 
 # ------------------------------------------------------------------------------ rate
@@ -621,11 +653,11 @@ def cmd_rate(args):
     final = FinalServer(args.final_log)
     final.poll()
     wait_drained(args)
-    background, waited = wait_quiet(args.quiet_max, args.quiet_wait)
+    background, waited = wait_quiet(args.quiet_max, args.quiet_wait, args.bench_cgroup)
     sender = f"{args.label}@{args.sender_domain}"
     groups = cpu_groups(args.cpu)
     cpu0 = cpu_snapshot(groups)
-    busy0 = proc_stat_cpu()
+    load = Load(args.bench_cgroup)
     t0 = time.time_ns()
     src = subprocess.Popen(
         ["smtp-source", "-s", str(args.conc), "-m", str(args.count), "-l", str(args.size),
@@ -660,7 +692,7 @@ def cmd_rate(args):
     if src.returncode != 0:
         die(f"[{args.label}] smtp-source exited {src.returncode}: {err.decode(errors='replace')}")
     cpu1 = cpu_snapshot(groups)
-    busy1 = proc_stat_cpu()
+    machine = load.stop()
     cpu = cpu_diff_ms(cpu0, cpu1)
     wall = (final.last_ns - t0) / 1e9
     rec = {
@@ -669,14 +701,14 @@ def cmd_rate(args):
         "elapsed_s": wall, "delivered_per_s": args.count / wall, "source_done_s": (t_src - t0) / 1e9,
         "listeners": listeners,
         "cpu_ms_per_msg": {k: v / args.count for k, v in cpu.items()},
-        "busy_cores": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * os.cpu_count(),
+        **machine,
     }
     json.dump(rec, open(args.json, "w"), indent=1)
     wait_drained(args)
     say(f"{args.label:<24} {rec['delivered_per_s']:7.0f} msg/s at the final server ({args.count} in {wall:.2f}s)  "
         f"arrived by {listeners}  CPU ms/msg "
         + " ".join(f"{k} {v:.2f}" for k, v in rec["cpu_ms_per_msg"].items())
-        + f"  other load {background:.2f} cores")
+        + f"  other load {other_load(rec)}")
 
 
 # ------------------------------------------------------------------------------ report
@@ -738,8 +770,13 @@ def cmd_report(args):
         return k
 
     def bg(kind, path):
-        v = [r["background_cores"] for r in runs(kind, path)]
-        return f"{min(v):.2f}-{max(v):.2f}" if v else "n/a"
+        """Other tenants' CPU use during the series (and in the quiet check before it), as the
+        range over the runs."""
+        def rng(v):
+            return "n/a" if not v else f"{min(v):.2f}" if min(v) == max(v) else f"{min(v):.2f}-{max(v):.2f}"
+        rs = runs(kind, path)
+        during = [r["other_cores"] for r in rs if r.get("other_cores") is not None]
+        return f"{rng(during)} ({rng([r['background_cores'] for r in rs])})"
 
     verdicts = []
 
@@ -750,7 +787,7 @@ def cmd_report(args):
         w("")
         w("Milliseconds from the client's final `.`; medians / p90 / p99 over all messages of all runs.")
         w("")
-        w("| path | runs x messages | client's DATA reply | final server's 250 | success DSN in the sender's mailbox | sender knows the outcome | per-run medians of the reply | replies | arrived at B by | other load (cores) |")
+        w("| path | runs x messages | client's DATA reply | final server's 250 | success DSN in the sender's mailbox | sender knows the outcome | per-run medians of the reply | replies | arrived at B by | other load, cores: during (before) |")
         w("|---|---|---|---|---|---|---|---|---|---|")
         for p in idle_paths:
             rs = runs("idle", p)
@@ -781,7 +818,7 @@ def cmd_report(args):
                 pk = pct(pooled("idle", "postfix", "dsn_ms"), 50)
                 verdicts.append((f"(c) {PATH_NAMES[p]}: sender knows the outcome at the reply",
                                  "at the reply", f"{'every' if set(k) == {'verdict'} else 'NOT every'} reply carried the "
-                                 f"verdict: {fmt(fk)} ms against {fmt(pk)} ms for Postfix's DSN ({pk / fk:.0f}x)",
+                                 f"verdict: {fmt(fk)} ms against {fmt(pk)} ms for Postfix's DSN ({pk / fk:.1f}x)",
                                  set(k) == {"verdict"}))
         w("")
 
@@ -794,7 +831,7 @@ def cmd_report(args):
         w("Milliseconds from each message's final `.` to the final server's 250 (and to the client's reply);")
         w("medians / p90 / p99 over all messages of all runs.")
         w("")
-        w("| path | runs | final `.` -> final server's 250 | per-run medians | final `.` -> client's reply | delivered msg/s (median) | replies | arrived at B by | other load (cores) |")
+        w("| path | runs | final `.` -> final server's 250 | per-run medians | final `.` -> client's reply | delivered msg/s (median) | replies | arrived at B by | other load, cores: during (before) |")
         w("|---|---|---|---|---|---|---|---|---|")
         meds = {}
         for p in load_paths:
@@ -820,13 +857,14 @@ def cmd_report(args):
         w("")
         w(f"### (d) messages per second through sipmta A to B: smtp-source -s {rs0['conc']} -m {rs0['count']} -l {rs0['size']}")
         w("")
-        w("| path | runs | msg/s at the final server, median (each run) | arrived at B by | CPU ms/msg (medians) | busy cores | other load (cores) |")
+        w("| path | runs | msg/s at the final server, median (each run) | arrived at B by | CPU ms/msg (medians) | busy cores | other load, cores: during (before) |")
         w("|---|---|---|---|---|---|---|")
         meds = {}
         for p in rate_paths:
             rs = runs("rate", p)
             meds[p] = statistics.median(r["delivered_per_s"] for r in rs)
-            names = sorted({k for r in rs for k in r["cpu_ms_per_msg"]})
+            # only the components that took part (the others idle at ~0)
+            names = sorted({k for r in rs for k, v in r["cpu_ms_per_msg"].items() if v >= 0.005})
             cpu = ", ".join(f"{k} {statistics.median(r['cpu_ms_per_msg'].get(k, 0) for r in rs):.2f}" for k in names)
             lst = {}
             for r in rs:
@@ -875,6 +913,7 @@ def main():
         p.add_argument("--sipmta-bin", default="sipmta")
         p.add_argument("--cpu", action="append", help="NAME=PID[,PID] or NAME=tree:PID")
         p.add_argument("--stall", type=float, default=30)
+        p.add_argument("--bench-cgroup", help="the cgroup every process of the benchmark runs below")
         if name == "idle":
             p.add_argument("--warmup", type=int, default=3)
             p.add_argument("--mailbox", required=True)
