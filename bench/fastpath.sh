@@ -12,7 +12,7 @@
 #   bench/fastpath.sh
 #   SIPMTA_BIN=/path/to/sipmta SIPMTA_REV=abc1234 bench/fastpath.sh
 # Knobs (environment variables, defaults in brackets):
-#   RUNS [3]               rounds; in each, every path is measured once, order alternating (ABBA)
+#   RUNS [5]               rounds; in each, every path is measured once, order alternating (ABBA)
 #   IDLE_COUNT [100]       (a)/(c): messages per path and round, one at a time, NOTIFY=SUCCESS
 #   IDLE_WARMUP [3]        (a)/(c): unmeasured messages before each series (opens the session)
 #   LOAD_COUNT [2000]      (b): messages per path and round from LOAD_CONC parallel senders
@@ -21,6 +21,8 @@
 #   RATE_CONC [20]
 #   SIZE [1024]            message body size in bytes, every part
 #   PARTS ["idle load rate"]  which measurements to run
+#   IDLE_PATHS ["fast-new fast-reuse postfix relay"]  (a)/(c) paths; relay (sipmta A -> B by
+#                          SMTP) is a reference: its reply time is A's own accept (spool + fsync)
 #   QUIET_MAX [0.25]       before each measured series wait (up to QUIET_WAIT [60] s) until the
 #   QUIET_WAIT [60]        machine's CPU use is below this many cores; recorded either way
 #   STALL [30]             fail when the final server gets nothing for this many seconds
@@ -40,7 +42,7 @@ REPO=$(dirname "$HERE")
 TOOL="$HERE/fastpath_tool.py"
 KAM_CFG="$REPO/tests/tests/daemon/support/kamailio-test.cfg"
 
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 IDLE_COUNT=${IDLE_COUNT:-100}
 IDLE_WARMUP=${IDLE_WARMUP:-3}
 LOAD_COUNT=${LOAD_COUNT:-2000}
@@ -49,6 +51,7 @@ RATE_COUNT=${RATE_COUNT:-5000}
 RATE_CONC=${RATE_CONC:-20}
 SIZE=${SIZE:-1024}
 PARTS=${PARTS:-"idle load rate"}
+IDLE_PATHS=${IDLE_PATHS:-"fast-new fast-reuse postfix relay"}
 QUIET_MAX=${QUIET_MAX:-0.25}
 QUIET_WAIT=${QUIET_WAIT:-60}
 STALL=${STALL:-30}
@@ -249,8 +252,10 @@ $4
 EOF
     "$SIPMTA_BIN" check-config "$dir/sipmta.toml" >/dev/null || fail "sipmta check-config $dir/sipmta.toml failed"
     (
-        # B logs "message accepted" for every message (the final server's 250); the others warn.
-        if [ "$name" = b ]; then export SIPMTA_LOG="warn,sipmta::smtp=info"; else export SIPMTA_LOG=warn; fi
+        # B logs "message accepted" for every message (the final server's 250). A and A0 log
+        # one line per new fast-path session ("fast-path transaction done", none for a reused
+        # one), which the tool counts to check that reuse happens; nothing else below warn.
+        if [ "$name" = b ]; then export SIPMTA_LOG="warn,sipmta::smtp=info"; else export SIPMTA_LOG="warn,sipmta::fastpath::send=info"; fi
         in_cg "sipmta-$name" "$SIPMTA_BIN" serve --config "$dir/sipmta.toml" 2>"$dir/sipmta.log"
     ) &
     SIPMTA_PID[$name]=$!
@@ -381,6 +386,10 @@ measure() { # part path run
         rate) args=(--count "$RATE_COUNT" --conc "$RATE_CONC" "${CPU[@]}")
             if [ -n "$CG" ]; then args+=(--source-cgroup "$CG/clients"); fi ;;
     esac
+    case $path in
+        fast-new) args+=(--sender-log "$W/sipmta-a0/sipmta.log") ;;
+        fast-reuse | fast) args+=(--sender-log "$W/sipmta-a/sipmta.log") ;;
+    esac
     (in_cg clients python3 "$TOOL" "$part" --path "$path" --label "$label" --run "$r" --port "$(port_of "$path")" \
         --rcpt "$(rcpt_of "$path")" --json "$W/records/$part-$path-$r.json" "${COMMON[@]}" "${args[@]}") &
     RUN_PID=$! # in the background, so that a signal reaches the trap at once
@@ -418,7 +427,7 @@ abba() { # run list...: the list forwards on odd runs, backwards on even ones
     if [ $((r % 2)) = 1 ]; then echo "$@"; else echo "$@" | tr ' ' '\n' | tac | tr '\n' ' '; fi
 }
 for ((r = 1; r <= RUNS; r++)); do
-    if has_part idle; then for p in $(abba "$r" fast-new fast-reuse postfix); do measure idle "$p" "$r"; done; fi
+    if has_part idle; then for p in $(abba "$r" $IDLE_PATHS); do measure idle "$p" "$r"; done; fi
     if has_part load; then for p in $(abba "$r" fast-reuse postfix); do measure load "$p" "$r"; done; fi
     if has_part rate; then for p in $(abba "$r" fast relay); do measure rate "$p" "$r"; done; fi
 done
