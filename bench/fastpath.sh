@@ -465,12 +465,7 @@ out="$RESULTS_DIR/fastpath-$day-$rev.md"
     python3 "$TOOL" report --dir "$W/records"
 } >"$out.tmp"
 mv "$out.tmp" "$out"
-python3 - "$W/records" "${out%.md}.json" <<'EOF'
-import json, os, sys
-d = sys.argv[1]
-recs = [json.load(open(os.path.join(d, n))) for n in sorted(os.listdir(d)) if n.endswith(".json")]
-json.dump(recs, open(sys.argv[2], "w"), indent=0)
-EOF
+python3 "$TOOL" compact --dir "$W/records" --out "${out%.md}.json"
 echo
 cat "$out"
 say "results: $out (raw records: ${out%.md}.json)"
