@@ -361,6 +361,14 @@ def message_text(size, token, rcpt, sender):
     return (hdr + body).encode()
 
 
+def check_listener(args, listener, what):
+    """A fast-path message must reach B over a fast-path stream, any other over SMTP: a fast
+    path that fell back to relay would otherwise pass for a slow fast path."""
+    want = "fastpath" if args.path.startswith("fast") else "smtp"
+    if listener != want:
+        die(f"[{args.label}] {what} reached the final server by {listener!r}, expected {want!r}")
+
+
 def classify(reply):
     """What the client's DATA reply says: delivered inline (fast path), queued, or an error."""
     if reply.startswith("250") and "via fast path" in reply:
@@ -528,6 +536,7 @@ def cmd_idle(args):
             sessions.count = 0  # count the measured messages' new sessions only
             continue
         t_final, listener = final.seen[sender]
+        check_listener(args, listener, token)
         dsns = mbox.by_envid[token]
         inline_ms = re.search(r" in (\d+) ms", reply)
         recs.append({
@@ -652,6 +661,7 @@ def cmd_load(args):
     msgs = []
     for s, (t_dot, reply_ms, kind) in results.items():
         t_final, listener = final.seen[s]
+        check_listener(args, listener, s)
         msgs.append({"final_ms": (t_final - t_dot) / MS, "reply_ms": reply_ms, "reply_kind": kind, "listener": listener})
     cpu = cpu_diff_ms(cpu0, cpu1)
     wall = (t_last - t0) / 1e9
@@ -721,6 +731,8 @@ def cmd_rate(args):
         die(f"[{args.label}] smtp-source exited {src.returncode}: {err.decode(errors='replace')}")
     cpu1 = cpu_snapshot(groups)
     machine = load.stop()
+    for lst in listeners:
+        check_listener(args, lst, f"{listeners[lst]} of smtp-source's messages")
     cpu = cpu_diff_ms(cpu0, cpu1)
     wall = (final.last_ns - t0) / 1e9
     rec = {
