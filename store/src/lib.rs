@@ -22,7 +22,8 @@
 //! Message bodies are files in `spool/`, each fsynced before its envelope is written (see
 //! [`spool`] for why sled alone is not enough). A commit flushes sled, then `fdatasync`s its
 //! database file (sled's own flush ends in `sync_file_range`, which is no durability promise)
-//! and the spool directory, so one commit covers every write before it.
+//! and the spool directory when a message file was created since its last sync, so one commit
+//! covers every write before it.
 //!
 //! sled calls that may block on IO run on tokio's blocking pool in the async methods. Corrupt
 //! records are reported as [`StoreError::Corrupt`], never as a panic.

@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::types::QueueId;
 
@@ -17,13 +18,18 @@ use crate::types::QueueId;
 #[derive(Debug)]
 pub(crate) struct Spool {
     dir: PathBuf,
+    /// A file was created since the directory was last synced. Only creations need the sync:
+    /// a removal that a crash undoes leaves a file without an envelope, which
+    /// `Store::open` removes as an orphan. Commits that only change envelopes (most of them:
+    /// delivery results, history) so skip a directory fsync.
+    created: AtomicBool,
 }
 
 impl Spool {
     /// Open (create) the spool directory.
     pub(crate) fn open(dir: &Path) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
-        Ok(Spool { dir: dir.to_path_buf() })
+        Ok(Spool { dir: dir.to_path_buf(), created: AtomicBool::new(true) })
     }
 
     fn path(&self, id: QueueId) -> PathBuf {
@@ -35,7 +41,10 @@ impl Spool {
     pub(crate) fn write(&self, id: QueueId, bytes: &[u8]) -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(self.path(id))?;
         f.write_all(bytes)?;
-        f.sync_data()
+        f.sync_data()?;
+        // Set after the write: a sync that clears the flag later covers this entry.
+        self.created.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Read a message; `None` when there is no file.
@@ -64,9 +73,16 @@ impl Spool {
         }
     }
 
-    /// Make created and removed directory entries durable.
+    /// Make the directory entries of files created so far durable (a no-op when none was).
     pub(crate) fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        if !self.created.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let synced = File::open(&self.dir).and_then(|d| d.sync_all());
+        if synced.is_err() {
+            self.created.store(true, Ordering::SeqCst);
+        }
+        synced
     }
 
     /// Every message file's id (files that are not ours are ignored).
