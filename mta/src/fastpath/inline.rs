@@ -126,8 +126,11 @@ pub async fn verdict(relay: Arc<RelayCtx>, fast: Arc<FastPath>, id: QueueId, rec
     // A task of its own: past the budget it goes on, and the queue waits for its lease.
     tokio::spawn(async move {
         let _lease = lease;
-        let results = fast_recipients(&relay, &fast, &env, &message, single.then_some(&*attempt_claim)).await;
-        let _ = tx.send(results);
+        let mut early = Some(tx);
+        let results = fast_recipients(&relay, &fast, &env, &message, single.then_some(&*attempt_claim), &mut early).await;
+        if let Some(tx) = early {
+            let _ = tx.send(results);
+        }
         // Finished by the fast path alone: nothing is left for the queue to attempt.
         match relay.store.remove_if_finished(id).await {
             Ok(true) => info!(queue_id = %id, "removed from spool: all recipients finished"),

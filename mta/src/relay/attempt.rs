@@ -57,7 +57,7 @@ pub async fn attempt(ctx: &RelayCtx, id: QueueId) {
         let env = match (fast, fast_due) {
             (Some(fast), true) => {
                 let message = ctx.store.message(id).ok().flatten().unwrap_or_default();
-                super::fast::fast_recipients(ctx, fast, &env, &message, None).await;
+                super::fast::fast_recipients(ctx, fast, &env, &message, None, &mut None).await;
                 // Those that fell back are relay recipients now, due at once.
                 match ctx.store.envelope(id) {
                     Ok(Some(env)) => env,

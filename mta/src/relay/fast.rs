@@ -54,9 +54,25 @@ pub enum FastOutcome {
     Relaying(String),
 }
 
+/// Where an inline session waits for the results (see [`fast_recipients`]).
+pub type Early = tokio::sync::oneshot::Sender<Vec<FastResult>>;
+
 /// Deliver every due fast-path recipient of `env`. `claim` is the inline client's, when one
 /// waits for this single-recipient message.
-pub async fn fast_recipients(ctx: &RelayCtx, fast: &FastPath, env: &Envelope, message: &[u8], claim: Option<&Claim>) -> Vec<FastResult> {
+///
+/// `early`, when given and every recipient goes to one number, gets the results as soon as the
+/// final server has answered, before they are recorded: the waiting client's reply does not
+/// wait for our own commit. That changes nothing a crash could do: until the record is durable
+/// a restart delivers again, whether or not the client had its reply. Otherwise `early` is
+/// left for the caller to send.
+pub async fn fast_recipients(
+    ctx: &RelayCtx,
+    fast: &FastPath,
+    env: &Envelope,
+    message: &[u8],
+    claim: Option<&Claim>,
+    early: &mut Option<Early>,
+) -> Vec<FastResult> {
     let mut results = Vec::new();
     let now = now();
     let mut numbers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -68,6 +84,7 @@ pub async fn fast_recipients(ctx: &RelayCtx, fast: &FastPath, env: &Envelope, me
             numbers.entry(tel.clone()).or_default().push(i);
         }
     }
+    let one_number = numbers.len() == 1;
     for (tel, idxs) in numbers {
         let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
         let txn = Txn {
@@ -86,13 +103,22 @@ pub async fn fast_recipients(ctx: &RelayCtx, fast: &FastPath, env: &Envelope, me
         match deliver(fast, &tel, &txn).await {
             Ok(done) => {
                 info!(queue_id = %env.id, tel = %tel, setup_ms = ?done.setup_ms, reused = done.setup_ms.is_none(), "fast path answered");
-                let outcomes = record(ctx, env, &tel, &idxs, done.outcome.answers, done.outcome.dsn_passed, claim).await;
-                results.extend(outcomes.into_iter().map(|(index, outcome)| FastResult {
-                    index,
-                    tel: tel.clone(),
-                    setup_ms: done.setup_ms,
-                    outcome,
-                }));
+                let outcomes = classify(&tel, &idxs, done.outcome.answers, claim);
+                let found: Vec<FastResult> = outcomes
+                    .iter()
+                    .map(|(index, outcome)| FastResult {
+                        index: *index,
+                        tel: tel.clone(),
+                        setup_ms: done.setup_ms,
+                        outcome: outcome.clone(),
+                    })
+                    .collect();
+                if one_number && let Some(early) = early.take() {
+                    let _ = early.send(found.clone());
+                }
+                if record(ctx, env, &tel, &outcomes, done.outcome.dsn_passed).await {
+                    results.extend(found);
+                }
             }
             Err(reason) => {
                 info!(queue_id = %env.id, tel = %tel, %reason, "fast path failed; falling back to relay");
@@ -133,22 +159,43 @@ async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
     }
 }
 
-/// The destination server's answers: 2xx delivered, 5xx failed; 4xx fall back to relay.
-async fn record(
-    ctx: &RelayCtx,
-    env: &Envelope,
-    tel: &str,
-    idxs: &[usize],
-    answers: Vec<Answer>,
-    dsn_passed: bool,
-    claim: Option<&Claim>,
-) -> Vec<(usize, FastOutcome)> {
+/// The destination server's answers: 2xx delivered, 5xx failed (told to the waiting client
+/// if it claims the refusal); 4xx fall back to relay.
+fn classify(tel: &str, idxs: &[usize], answers: Vec<Answer>, claim: Option<&Claim>) -> Vec<(usize, FastOutcome)> {
+    let pairs: Vec<(usize, Answer)> = idxs.iter().copied().zip(answers).collect();
+    let transient = pairs.iter().find(|(_, a)| !a.is_positive() && !a.is_permanent()).map(|(_, a)| a.to_string());
+    pairs
+        .into_iter()
+        .map(|(i, answer)| {
+            let outcome = if answer.is_positive() {
+                FastOutcome::Delivered(answer)
+            } else if answer.is_permanent() {
+                // A waiting client takes the refusal as its DATA reply: no bounce is needed.
+                let told_client = claim.is_some_and(Claim::claim);
+                FastOutcome::Failed { answer, told_client }
+            } else {
+                FastOutcome::Relaying(format!("fast path to {tel}: {}; relaying", transient.clone().unwrap_or_default()))
+            };
+            (i, outcome)
+        })
+        .collect()
+}
+
+/// Make `outcomes` durable: states, history, DSNs, and the move of 4xx recipients to relay.
+/// False when they could not be recorded (the recipients stay due and are tried again).
+async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, outcomes: &[(usize, FastOutcome)], dsn_passed: bool) -> bool {
     let now = now();
     let remote = format!("{tel} (fast path)");
-    let pairs: Vec<(usize, Answer)> = idxs.iter().copied().zip(answers).collect();
-    let transient: Vec<usize> = pairs.iter().filter(|(_, a)| !a.is_positive() && !a.is_permanent()).map(|(i, _)| *i).collect();
-    let finals: Vec<(usize, Answer)> = pairs.iter().filter(|(_, a)| a.is_positive() || a.is_permanent()).cloned().collect();
-    let (changes, remote_for) = (finals.clone(), remote.clone());
+    let finals: Vec<(usize, Answer, bool)> = outcomes
+        .iter()
+        .filter_map(|(i, o)| match o {
+            FastOutcome::Delivered(a) => Some((*i, a.clone(), false)),
+            FastOutcome::Failed { answer, told_client } => Some((*i, answer.clone(), *told_client)),
+            FastOutcome::Relaying(_) => None,
+        })
+        .collect();
+    let transient: Vec<usize> = outcomes.iter().filter(|(_, o)| matches!(o, FastOutcome::Relaying(_))).map(|(i, _)| *i).collect();
+    let (changes, remote_for): (Vec<(usize, Answer)>, String) = (finals.iter().map(|(i, a, _)| (*i, a.clone())).collect(), remote.clone());
     let updated = ctx
         .store
         .modify(env.id, move |e| {
@@ -164,31 +211,23 @@ async fn record(
         .await;
     let env = match updated {
         Ok(Some(env)) => env,
-        Ok(None) => return Vec::new(),
+        Ok(None) => return false,
         Err(e) => {
             warn!(queue_id = %env.id, error = %e, "cannot record fast-path results; they will be retried");
-            return Vec::new();
+            return false;
         }
     };
-    let mut outcomes = Vec::new();
     let mut failed = Vec::new();
     let mut delivered = Vec::new();
-    for (i, answer) in &finals {
+    for (i, answer, told_client) in &finals {
         let r = &env.recipients[*i];
         let result = if answer.is_positive() { "delivered" } else { "failed" };
         info!(queue_id = %env.id, rcpt = %r.address, route = "fast", tel, result, reply = %answer, "delivery");
         let _ = ctx.store.record(env.id, Some(&r.address), format!("{result} via fast path to {tel} ({answer})"));
-        if answer.is_positive() {
-            outcomes.push((*i, FastOutcome::Delivered(answer.clone())));
-        } else {
-            // A waiting client takes the refusal as its DATA reply: no bounce is needed.
-            let told_client = claim.is_some_and(Claim::claim);
-            if told_client {
-                let _ = ctx.store.record(env.id, Some(&r.address), "the sending client got this refusal as its DATA reply; no DSN");
-            } else if wanted(r.notify, Action::Failed) {
-                failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
-            }
-            outcomes.push((*i, FastOutcome::Failed { answer: answer.clone(), told_client }));
+        if *told_client {
+            let _ = ctx.store.record(env.id, Some(&r.address), "the sending client got this refusal as its DATA reply; no DSN");
+        } else if !answer.is_positive() && wanted(r.notify, Action::Failed) {
+            failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
         }
         // The peer is the final server; when it cannot report success itself, we do.
         if answer.is_positive() && !dsn_passed && r.notify.is_some_and(|n| n.success) {
@@ -197,11 +236,8 @@ async fn record(
     }
     send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, failed).await;
     send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, delivered).await;
-    if !transient.is_empty() {
-        let answer = pairs.iter().find(|(i, _)| transient.contains(i)).map(|(_, a)| a.to_string()).unwrap_or_default();
-        let why = format!("fast path to {tel}: {answer}; relaying");
-        fall_back(ctx, &env, &transient, &why).await;
-        outcomes.extend(transient.iter().map(|&i| (i, FastOutcome::Relaying(why.clone()))));
+    if let Some((_, FastOutcome::Relaying(why))) = outcomes.iter().find(|(_, o)| matches!(o, FastOutcome::Relaying(_))) {
+        fall_back(ctx, &env, &transient, why).await;
     }
-    outcomes
+    true
 }
