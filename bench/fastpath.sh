@@ -26,7 +26,7 @@
 #   QUIET_MAX [0.25]       before each measured series wait (up to QUIET_WAIT [60] s) until the
 #   QUIET_WAIT [60]        machine's CPU use is below this many cores; recorded either way
 #   STALL [30]             fail when the final server gets nothing for this many seconds
-#   FP_SESSIONS [4]        sipmta A [fastpath] max_sessions_per_number (sipmta's default)
+#   FP_SESSIONS [10]       sipmta A [fastpath] max_sessions_per_number (sipmta's default)
 #   RELAY_PER_DEST [10]    sipmta A [relay] max_connections_per_destination (sipmta's default)
 #   SIPMTA_BIN []          sipmta binary; empty: `cargo build --release -p sipmta` here
 #   SIPMTA_REV []          label for a given SIPMTA_BIN (commit); default: git rev-parse
@@ -55,7 +55,7 @@ IDLE_PATHS=${IDLE_PATHS:-"fast-new fast-reuse postfix relay"}
 QUIET_MAX=${QUIET_MAX:-0.25}
 QUIET_WAIT=${QUIET_WAIT:-60}
 STALL=${STALL:-30}
-FP_SESSIONS=${FP_SESSIONS:-4}
+FP_SESSIONS=${FP_SESSIONS:-10}
 RELAY_PER_DEST=${RELAY_PER_DEST:-10}
 SIPMTA_BIN=${SIPMTA_BIN:-}
 SIPMTA_REV=${SIPMTA_REV:-}

@@ -55,7 +55,8 @@ pub struct FastPath {
     /// How long the DATA reply may wait for that verdict; past it the reply says "queued" and
     /// the queue carries on. Default `"5s"`.
     pub inline_budget: Span,
-    /// Fast-path sessions open at once to one number (more messages wait for one). Default 4.
+    /// Fast-path sessions open at once to one number (more messages wait for one). Default 10,
+    /// as relay.max_connections_per_destination.
     pub max_sessions_per_number: usize,
     /// An idle session to a number carries the next message until this long without one, then
     /// QUIT and BYE. `"0s"` closes each session after its message. Default `"10s"`.
@@ -143,7 +144,7 @@ impl Default for FastPath {
             protocols: vec!["smtp".into()],
             inline: true,
             inline_budget: Span(Duration::from_secs(5)),
-            max_sessions_per_number: 4,
+            max_sessions_per_number: 10,
             session_idle: Span(Duration::from_secs(10)),
             locators: vec![Locator::Proxy],
             enum_suffix: "e164.arpa".into(),
