@@ -40,21 +40,21 @@ pub struct Delivered {
 pub async fn deliver(fp: &FastPath, tel: &str, txn: &Txn<'_>) -> Attempt {
     let _slot = fp.sessions.slot(tel).await;
     while let Some(mut session) = fp.sessions.take(tel) {
-        // RSET first: a stale session fails here, before any of the message is sent.
-        if let Err(e) = session.conn.reset().await {
-            debug!(tel, error = %e, "idle fast-path session is gone; opening a new one");
-            session.close().await;
-            continue;
-        }
-        match session.conn.send(txn).await {
+        // RSET first (pipelined with MAIL/RCPT/DATA): a stale session fails there, before any
+        // of the message is sent.
+        match session.conn.send_reset_first(txn).await {
             Ok(outcome) => {
                 debug!(tel, transactions = session.conn.transactions, "reused fast-path session");
                 fp.sessions.put(tel, session);
                 return Ok(Delivered { outcome, setup_ms: None });
             }
-            // Broken before the message went out: nothing was accepted, a new session may try.
-            Err(e @ Failure::Broken { stage: "MAIL" | "RCPT" | "MAIL/RCPT/DATA" | "DATA", .. }) => {
-                debug!(tel, error = %e, "idle fast-path session broke before the message; opening a new one");
+            // Gone, or broken before the message went out: nothing was accepted, a new session
+            // may try.
+            Err(
+                e @ (Failure::Rejected { stage: "RSET", .. }
+                | Failure::Broken { stage: "RSET" | "RSET/MAIL/RCPT/DATA" | "MAIL" | "RCPT" | "MAIL/RCPT/DATA" | "DATA", .. }),
+            ) => {
+                debug!(tel, error = %e, "idle fast-path session is gone or broke before the message; opening a new one");
                 session.close().await;
             }
             Err(e) => {

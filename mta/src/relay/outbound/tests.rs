@@ -312,3 +312,40 @@ async fn an_unfinished_transaction_is_reset_before_the_next() {
     assert_eq!(seen[3], "RSET", "{seen:?}");
     assert!(seen[4].starts_with("MAIL FROM:"), "{seen:?}");
 }
+
+/// An idle connection's RSET travels in the same pipelined group as MAIL, RCPT and DATA.
+#[tokio::test]
+async fn rset_first_is_pipelined_with_the_transaction() {
+    let s = session_ctx(|_| {});
+    let mut c = Connection::open(peer(&s), "mx.test", &opts(TlsPolicy::None, None)).await.unwrap();
+    assert!(c.caps.pipelining);
+    assert!(c.send(&txn(&["postmaster@localhost"], None)).await.unwrap().answers[0].is_positive());
+    let out = c.send_reset_first(&txn(&["abuse@localhost"], None)).await.unwrap();
+    assert!(out.answers[0].is_positive(), "{:?}", out.answers);
+    assert_eq!(c.transactions, 2);
+    c.quit().await;
+}
+
+/// A refused RSET (a server shutting down says 421) fails the attempt before the message is
+/// sent, so the caller can open a new connection; without PIPELINING RSET goes on its own.
+#[tokio::test]
+async fn a_refused_rset_fails_before_the_message() {
+    let pipelining = "250-x\r\n250 PIPELINING";
+    let mut s = Scripted::start(&["220 x ESMTP", pipelining, "421 4.3.2 shutting down", "250 ok", "250 ok", "354 go"]);
+    let mut c = Connection::open(s.io(), "x", &opts(TlsPolicy::None, None)).await.unwrap();
+    let err = c.send_reset_first(&txn(&["a@x.test"], None)).await.unwrap_err();
+    assert!(matches!(&err, Failure::Rejected { stage: "RSET", answer } if answer.code == 421), "{err}");
+    drop(c);
+    let seen = s.finish().await;
+    assert_eq!(seen[1], "RSET", "{seen:?}");
+    assert!(seen[2].starts_with("MAIL FROM:<alice@example.org>") && seen[3].starts_with("RCPT TO:<a@x.test>"), "{seen:?}");
+    assert!(!seen.iter().any(|l| l.starts_with("Subject:")), "no message content: {seen:?}");
+
+    let mut s = Scripted::start(&["220 x ESMTP", "250 x", "250 2.0.0 reset", "250 2.1.0 ok", "250 2.1.5 ok", "354 go", "250 2.0.0 done"]);
+    let mut c = Connection::open(s.io(), "x", &opts(TlsPolicy::None, None)).await.unwrap();
+    assert_eq!(c.send_reset_first(&txn(&["a@x.test"], None)).await.unwrap().answers[0].code, 250);
+    drop(c);
+    let seen = s.finish().await;
+    assert_eq!(seen[1], "RSET", "{seen:?}");
+    assert!(seen[2].starts_with("MAIL FROM:"), "{seen:?}");
+}

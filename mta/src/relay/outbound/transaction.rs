@@ -55,7 +55,25 @@ impl Connection {
     /// an answer per recipient, and the connection is ready for [`Connection::reset`] and
     /// another transaction.
     pub async fn send(&mut self, txn: &Txn<'_>) -> Result<Outcome, Failure> {
-        if self.open_transaction {
+        self.transaction(txn, false).await
+    }
+
+    /// [`Connection::send`] on a connection that has been idle: RSET first, which proves it
+    /// alive before any of the message is sent. With PIPELINING the RSET goes in the same
+    /// command group as MAIL, RCPT and DATA (RFC 2920 §3.1 lets RSET appear anywhere in a
+    /// group), saving a round trip; a negative answer to it is `Rejected { stage: "RSET" }`
+    /// and the connection is not reused (the server may be waiting for data: closing it
+    /// without the final dot abandons the transaction, RFC 5321 §4.1.1.4).
+    pub async fn send_reset_first(&mut self, txn: &Txn<'_>) -> Result<Outcome, Failure> {
+        if self.caps.pipelining {
+            return self.transaction(txn, true).await;
+        }
+        self.reset().await?;
+        self.transaction(txn, false).await
+    }
+
+    async fn transaction(&mut self, txn: &Txn<'_>, reset_first: bool) -> Result<Outcome, Failure> {
+        if self.open_transaction && !reset_first {
             self.reset().await?;
         }
         self.transactions += 1;
@@ -77,10 +95,19 @@ impl Connection {
         commands.extend(txn.rcpts.iter().map(|r| self.rcpt_command(r)));
         let t = self.timeouts;
         let (mail, rcpts, data) = if self.caps.pipelining {
-            let mut batch = commands.concat();
+            let (mut batch, stage) =
+                if reset_first { ("RSET\r\n".to_owned(), "RSET/MAIL/RCPT/DATA") } else { (String::new(), "MAIL/RCPT/DATA") };
+            batch.push_str(&commands.concat());
             batch.push_str("DATA\r\n");
-            write_all(&mut self.client, batch.as_bytes(), t.command, "MAIL/RCPT/DATA").await?;
-            let mut replies = read_replies(&mut self.client, n + 2, t.command.max(t.data_init), "MAIL/RCPT/DATA").await?;
+            write_all(&mut self.client, batch.as_bytes(), t.command, stage).await?;
+            let mut replies = read_replies(&mut self.client, n + 2 + usize::from(reset_first), t.command.max(t.data_init), stage).await?;
+            if reset_first {
+                let rset = replies.remove(0);
+                if !rset.is_positive() {
+                    return Err(Failure::Rejected { stage: "RSET", answer: rset });
+                }
+                self.open_transaction = false;
+            }
             let data = replies.pop().ok_or_else(|| short("DATA"))?;
             let mail = replies.remove(0);
             (mail, replies, Some(data))
