@@ -7,6 +7,7 @@ pub mod config;
 pub mod deliver;
 pub mod dsn;
 pub mod fastpath;
+pub mod learn;
 pub mod logging;
 pub mod queue_control;
 pub mod registrar;

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use sipmta_rules::{Decision, Entry, MessageView, NumberPlan, Route, TableData, Tables, decide, needs_message};
+use sipmta_rules::{Decision, Entry, Evidence, MessageView, NumberPlan, Route, TableData, Tables, decide, needs_message};
 use sipmta_store::{Store, StoreError, Table};
 use tracing::{info, warn};
 
@@ -22,6 +22,7 @@ pub struct Routing {
     store: Store,
     country_code: String,
     scan_limit: usize,
+    learned_lifetime: u64,
     cache: Mutex<Option<(u64, Arc<Tables>)>>,
 }
 
@@ -38,13 +39,36 @@ pub struct Explanation {
     pub evidence: String,
     /// Whether a message was given (without one, header and body evidence cannot apply).
     pub with_message: bool,
+    /// When a learned entry decided: when and from what it was learned, and when it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<LearnedDetail>,
 }
 
-/// Decide one recipient with `tables`, reading `message` when one is given.
-pub fn explain(config: &Config, tables: &Tables, plan: &NumberPlan, rcpt: &str, message: Option<&[u8]>) -> Explanation {
+/// The learned entry behind a decision (`sipmta route explain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedDetail {
+    /// When it was learned or last confirmed (Unix seconds).
+    pub at: u64,
+    /// When it will be forgotten unless confirmed again (Unix seconds).
+    pub expires: u64,
+    /// The proof it was learned from.
+    pub evidence: String,
+}
+
+/// Decide one recipient with `tables`, reading `message` when one is given; a learned
+/// entry's details come from `store`.
+pub fn explain(config: &Config, store: &Store, tables: &Tables, plan: &NumberPlan, rcpt: &str, message: Option<&[u8]>) -> Explanation {
     let is_local = |domain: &str| config.is_local_domain(domain);
     let view = message.map(|m| MessageView::parse(m, config.routing.scan_limit.0 as usize));
     let decision = decide(&[rcpt.to_owned()], &is_local, view.as_ref(), tables).pop();
+    let learned = match decision.as_ref().map(|d| &d.evidence) {
+        Some(Evidence::Learned { address, .. }) => store.learned_entry(address).ok().flatten().map(|l| LearnedDetail {
+            at: l.at,
+            expires: l.at.saturating_add(config.learning.lifetime.0.as_secs()),
+            evidence: l.evidence,
+        }),
+        _ => None,
+    };
     let (route, evidence) = match decision {
         Some(d) => (d.route, d.evidence.to_string()),
         None => (Route::Relay, "no decision".to_owned()),
@@ -53,23 +77,25 @@ pub fn explain(config: &Config, tables: &Tables, plan: &NumberPlan, rcpt: &str, 
         Route::Fast { tel } => crate::tables::national(plan, &sipmta_rules::E164(tel.clone())),
         _ => None,
     };
-    Explanation { rcpt: rcpt.to_owned(), route, national, evidence, with_message: message.is_some() }
+    Explanation { rcpt: rcpt.to_owned(), route, national, evidence, with_message: message.is_some(), learned }
 }
 
 /// [`explain`] on the store's tables as they are now (for the CLI when no daemon runs).
 pub fn explain_from_store(config: &Config, store: &Store, rcpt: &str, message: Option<&[u8]>) -> anyhow::Result<Explanation> {
-    let data = load(store, &config.routing.country_code)?;
+    let data = load(store, &config.routing.country_code, config.learning.lifetime.0.as_secs())?;
     let plan = data.plan.clone();
     let tables = Tables::build(data)?;
-    Ok(explain(config, &tables, &plan, rcpt, message))
+    Ok(explain(config, store, &tables, &plan, rcpt, message))
 }
 
-/// Read the store's tables into the rules' form.
-pub fn load(store: &Store, country_code: &str) -> Result<TableData, StoreError> {
+/// Read the store's tables into the rules' form; learned numbers older than `lifetime` seconds
+/// are left out (the sweep forgets them soon, see [`crate::learn::sweep`]).
+pub fn load(store: &Store, country_code: &str, lifetime: u64) -> Result<TableData, StoreError> {
     let entries = |table| -> Result<Vec<(String, Entry)>, StoreError> {
         Ok(store.entries(table)?.into_iter().map(|e| (e.key, Entry { tel: e.tel, name: e.name })).collect())
     };
-    let mut learned: Vec<(String, sipmta_store::Learned)> = store.learned()?;
+    let cutoff = sipmta_store::now().saturating_sub(lifetime);
+    let mut learned: Vec<(String, sipmta_store::Learned)> = store.learned()?.into_iter().filter(|(_, l)| l.at >= cutoff).collect();
     learned.sort_by_key(|(_, l)| l.at);
     Ok(TableData {
         plan: store.number_plan(country_code)?,
@@ -96,6 +122,7 @@ impl Routing {
             store,
             country_code: config.routing.country_code.clone(),
             scan_limit: config.routing.scan_limit.0 as usize,
+            learned_lifetime: config.learning.lifetime.0.as_secs(),
             cache: Mutex::new(None),
         }
     }
@@ -109,7 +136,7 @@ impl Routing {
         {
             return tables.clone();
         }
-        let built = load(&self.store, &self.country_code)
+        let built = load(&self.store, &self.country_code, self.learned_lifetime)
             .map_err(|e| e.to_string())
             .and_then(|data| Tables::build(data).map_err(|e| e.to_string()));
         match built {
@@ -135,7 +162,7 @@ impl Routing {
     pub fn explain(&self, config: &Config, rcpt: &str, message: Option<&[u8]>) -> Result<Explanation, StoreError> {
         let tables = self.tables();
         let plan = self.store.number_plan(&self.country_code)?;
-        Ok(explain(config, &tables, &plan, rcpt, message))
+        Ok(explain(config, &self.store, &tables, &plan, rcpt, message))
     }
 
     /// Decide every recipient of a message, reading the message only when the envelope alone

@@ -427,6 +427,29 @@ impl Store {
         Ok(())
     }
 
+    /// The learned number for `address` (any case), if there is one.
+    pub fn learned_entry(&self, address: &str) -> Result<Option<Learned>> {
+        let key = route_key(address)?;
+        self.inner.learned.get(key.as_bytes())?.map(|v| decode(LEARNED, key.as_bytes(), &v)).transpose()
+    }
+
+    /// Forget every learned number learned before `cutoff` (Unix seconds); the addresses
+    /// forgotten. An entry learned again meanwhile is kept (compare-and-swap). Not flushed.
+    pub fn expire_learned(&self, cutoff: u64) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for item in self.inner.learned.iter() {
+            let (k, v) = item?;
+            let entry: Learned = decode(LEARNED, &k, &v)?;
+            if entry.at < cutoff && self.inner.learned.compare_and_swap(&k, Some(&v), None::<&[u8]>)?.is_ok() {
+                gone.push(String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        if !gone.is_empty() {
+            self.tables_changed();
+        }
+        Ok(gone)
+    }
+
     /// Forget `address`'s learned number; whether there was one. Not flushed.
     pub fn forget(&self, address: &str) -> Result<bool> {
         let removed = self.inner.learned.remove(route_key(address)?.as_bytes())?.is_some();

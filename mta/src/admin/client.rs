@@ -211,6 +211,16 @@ impl Client {
         self.decode("POST", &path, &response)
     }
 
+    /// `GET /learned`: the learned table.
+    pub fn learned(&self) -> Result<Vec<crate::admin::server::LearnedRow>, ClientError> {
+        self.json("GET", "/learned", None::<&()>)
+    }
+
+    /// `DELETE /learned/{address}`.
+    pub fn forget(&self, address: &str) -> Result<(), ClientError> {
+        self.call("DELETE", &format!("/learned/{}", percent_encode(address)), None::<&()>).map(drop)
+    }
+
     /// `GET /protocols`: the protocol table.
     pub fn protocols(&self) -> Result<Vec<crate::admin::server::ProtocolRow>, ClientError> {
         self.json("GET", "/protocols", None::<&()>)

@@ -13,7 +13,10 @@
 //! the log.
 
 mod explain;
+mod learned;
 mod tables;
+
+pub use learned::{LearnedRow, rows as learned_rows};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -389,6 +392,9 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
     if !presented.is_some_and(|t| shared.token.verify(t)) {
         warn!(%peer, method = %request.method, path = %request.path, token = if presented.is_some() { "wrong" } else { "missing" }, "admin request refused: bad token");
         return Reply::error(401, "missing or wrong admin token").with("WWW-Authenticate", "Bearer");
+    }
+    if learned::is_learned(&request) {
+        return learned::handle(&request, &shared.ctx).await;
     }
     let route = match route(&request.path) {
         Ok(r) => r,

@@ -184,6 +184,26 @@ impl Backend {
         }
     }
 
+    /// The learned table, with expiry times from `config`.
+    pub fn learned(&self, config: &Config) -> Result<Vec<crate::admin::server::LearnedRow>> {
+        match self {
+            Backend::Api(c) => Ok(c.learned()?),
+            Backend::Store(s) => Ok(crate::admin::server::learned_rows(s, config)?),
+        }
+    }
+
+    /// Forget a learned number; an error when there is none for `address`.
+    pub fn forget(&self, address: &str) -> Result<()> {
+        match self {
+            Backend::Api(c) => Ok(c.forget(address)?),
+            Backend::Store(s) => {
+                let removed = s.forget(address)?;
+                s.flush()?;
+                if removed { Ok(()) } else { Err(anyhow!("no learned number for {address}")) }
+            }
+        }
+    }
+
     /// The protocol table.
     pub fn protocols(&self) -> Result<Vec<crate::admin::server::ProtocolRow>> {
         match self {

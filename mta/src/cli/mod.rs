@@ -1,5 +1,5 @@
 //! The command line: `sipmta serve`, `check-config`, `user ...`, `queue ...`, `history`,
-//! `route ...`, `keyword ...`, `prefix ...`, `protocol ...`, `demo`.
+//! `route ...`, `keyword ...`, `learned ...`, `prefix ...`, `protocol ...`, `demo`.
 //!
 //! Doc comments here are the `--help` text. Each subcommand lives in its own module and
 //! returns `anyhow::Result`; `main` prints the error chain and picks the exit code.
@@ -9,6 +9,7 @@ mod check;
 mod demo;
 mod history;
 mod keyword;
+mod learned;
 mod prefix;
 mod protocol;
 mod queue;
@@ -71,6 +72,10 @@ pub enum Command {
     /// The keyword table: text that, found in an address or a message, routes it to a number.
     #[command(subcommand)]
     Keyword(keyword::KeywordCommand),
+    /// Numbers learned from other sites' mail (X-Fastpath-Tel proved by DKIM, SPF or the
+    /// fast-path call it came over): list them, or forget one.
+    #[command(subcommand)]
+    Learned(learned::LearnedCommand),
     /// The number prefixes that mark IP telephone numbers (050 and 080 by default).
     #[command(subcommand)]
     Prefix(prefix::PrefixCommand),
@@ -96,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::History(args) => history::run(cli.config.as_deref(), args),
         Command::Route(cmd) => route::run(cli.config.as_deref(), cmd),
         Command::Keyword(cmd) => keyword::run(cli.config.as_deref(), cmd),
+        Command::Learned(cmd) => learned::run(cli.config.as_deref(), cmd),
         Command::Prefix(cmd) => prefix::run(cli.config.as_deref(), cmd),
         Command::Protocol(cmd) => protocol::run(cli.config.as_deref(), cmd),
         Command::Demo(args) => demo::run(&args),

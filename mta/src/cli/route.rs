@@ -152,6 +152,10 @@ fn explain(backend: &Backend, config: &Config, rcpt: &str, message: Option<&Path
     writeln!(out, "recipient: {}", e.rcpt)?;
     writeln!(out, "route:     {route}")?;
     writeln!(out, "evidence:  {}", e.evidence)?;
+    if let Some(l) = &e.learned {
+        writeln!(out, "learned:   {} from {}", super::queue::date(l.at), l.evidence)?;
+        writeln!(out, "expires:   {} unless confirmed again", super::queue::date(l.expires))?;
+    }
     if !e.with_message {
         writeln!(out, "(no --message given: header and body evidence were not considered)")?;
     }

@@ -6,6 +6,7 @@
 //! `deploy/sipmta.toml` documents each field and is parsed by a test.
 
 mod fastpath;
+mod learning;
 mod load;
 mod registrar;
 mod relay;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::smtp::data::BareEndings;
 
 pub use fastpath::{FastPath, Locator, MediaRole, OwnNumber, SipTransport};
+pub use learning::Learning;
 pub use load::ConfigErrors;
 pub use registrar::{Registrar, RegistrarUser};
 pub use relay::{Relay, Smarthost, TlsPolicy, Transport};
@@ -66,6 +68,8 @@ pub struct Config {
     pub fastpath: FastPath,
     /// The built-in SIP registrar/proxy.
     pub registrar: Registrar,
+    /// Number exchange: announcing ours, learning other sites'.
+    pub learning: Learning,
 }
 
 /// One kind of listener.
@@ -185,6 +189,7 @@ impl Default for Config {
             routing: Routing::default(),
             fastpath: FastPath::default(),
             registrar: Registrar::default(),
+            learning: Learning::default(),
         }
     }
 }
@@ -332,6 +337,7 @@ impl Config {
         }
         self.relay.validate(&mut errors);
         self.routing.validate(&mut errors);
+        self.learning.validate(&mut errors);
         self.fastpath.validate(&mut errors);
         self.registrar.validate(&mut errors);
         errors

@@ -32,6 +32,7 @@ pub async fn run(fp: Arc<FastPath>, mut incoming: mpsc::Receiver<Incoming>, smtp
 
 async fn answer_call(fp: Arc<FastPath>, smtp: Arc<Ctx>, call: Incoming) {
     let cfg = &fp.config.fastpath;
+    let call_from = call.from.clone();
     let protocols: Vec<&str> = cfg.protocols.iter().map(String::as_str).collect();
     let offer = match SessionDescription::parse(call.offer_sdp.as_bytes()) {
         Ok(o) => o,
@@ -86,7 +87,8 @@ async fn answer_call(fp: Arc<FastPath>, smtp: Arc<Ctx>, call: Incoming) {
         Ok((stream, protocol)) if protocol == "smtp" => {
             info!(%peer, ?role, "fast-path SMTP session");
             let local = fp.streams.local_addr();
-            let st = SessionState::new(Kind::FastPath, peer, local);
+            let mut st = SessionState::new(Kind::FastPath, peer, local);
+            st.sip_caller = caller_number(&call_from);
             // Ends when the caller says QUIT or the stream closes; a BYE meanwhile ends it too.
             tokio::select! {
                 () = serve_connection(stream, smtp, st) => {}
@@ -98,5 +100,28 @@ async fn answer_call(fp: Arc<FastPath>, smtp: Arc<Ctx>, call: Incoming) {
     }
     if !dialog.is_ended() {
         let _ = dialog.hangup().await;
+    }
+}
+
+/// The user part of a caller's From URI when it is an E.164 number
+/// (`sip:+815011112222@example.jp;user=phone` gives `+815011112222`).
+fn caller_number(uri: &str) -> Option<String> {
+    let rest = uri.trim().trim_start_matches('<');
+    let rest = rest.strip_prefix("sip:").or_else(|| rest.strip_prefix("sips:")).or_else(|| rest.strip_prefix("tel:"))?;
+    let user = rest.split(['@', ';', '>']).next()?;
+    let digits = user.strip_prefix('+')?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| user.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caller_number;
+
+    #[test]
+    fn the_caller_number_is_the_e164_user_part() {
+        assert_eq!(caller_number("sip:+815011112222@sip.example;user=phone").as_deref(), Some("+815011112222"));
+        assert_eq!(caller_number("<sips:+815011112222@sip.example>").as_deref(), Some("+815011112222"));
+        assert_eq!(caller_number("sip:alice@sip.example"), None);
+        assert_eq!(caller_number("sip:05011112222@sip.example"), None, "national form: not an identity we compare");
     }
 }

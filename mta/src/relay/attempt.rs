@@ -39,6 +39,10 @@ pub struct RelayCtx {
     pub timeouts: Timeouts,
     /// The fast path, when enabled.
     pub fast: Option<Arc<crate::fastpath::FastPath>>,
+    /// The routing tables (DSNs are routed like any message, so they may go fast).
+    pub routing: Arc<crate::routing::Routing>,
+    /// Number exchange: our announcement, and the learning of other sites' numbers.
+    pub learner: Arc<crate::learn::Learner>,
 }
 
 /// Run one attempt for `id`.
@@ -114,7 +118,7 @@ async fn local(ctx: &RelayCtx, env: &Envelope) {
         .filter(|r| wanted(r.notify, Action::Delivered))
         .map(|r| recipient_report(r, Action::Delivered, "2.0.0", Some("delivered to mailbox".into()), None))
         .collect();
-    send_dsn(&ctx.config, &ctx.store, &ctx.wake, env, reports).await;
+    send_dsn(ctx, env, reports).await;
 }
 
 /// A DSN that came back to a bounce address (return-path rewrite): recorded when it arrived;
@@ -336,8 +340,8 @@ async fn record(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], answers: &[Answe
     if !handed_over.is_empty() {
         remember(&ctx.store, &env, handed_over);
     }
-    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, failed).await;
-    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, relayed).await;
+    send_dsn(ctx, &env, failed).await;
+    send_dsn(ctx, &env, relayed).await;
 }
 
 /// The queue lifetime is over: every unfinished recipient (held ones too) expires.
@@ -367,7 +371,7 @@ async fn expire(ctx: &RelayCtx, env: &Envelope) {
             reports.push(recipient_report(r, Action::Failed, "4.4.7", r.last_reply.clone(), None));
         }
     }
-    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &after, reports).await;
+    send_dsn(ctx, &after, reports).await;
 }
 
 /// One `delayed` DSN per recipient once it has waited `delay_warning` (RFC 3464 §2.3.3).
@@ -395,7 +399,7 @@ async fn delay_warnings(ctx: &RelayCtx, id: QueueId) {
             recipient_report(r, Action::Delayed, status, r.last_reply.clone(), Some(until))
         })
         .collect();
-    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, reports).await;
+    send_dsn(ctx, &env, reports).await;
 }
 
 /// The enhanced status in a recorded reply (`"451 4.3.0 text"` -> `4.3.0`).

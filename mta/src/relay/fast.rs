@@ -234,8 +234,8 @@ async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, outcomes: &[(usize, F
             delivered.push(recipient_report(r, Action::Delivered, "2.0.0", Some(answer.to_string()), None));
         }
     }
-    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, failed).await;
-    send_dsn(&ctx.config, &ctx.store, &ctx.wake, &env, delivered).await;
+    send_dsn(ctx, &env, failed).await;
+    send_dsn(ctx, &env, delivered).await;
     if let Some((_, FastOutcome::Relaying(why))) = outcomes.iter().find(|(_, o)| matches!(o, FastOutcome::Relaying(_))) {
         fall_back(ctx, &env, &transient, why).await;
     }

@@ -3,22 +3,16 @@
 //! message (null reverse-path, to the original sender), then wake the queue for it.
 
 use sipmta_rules::Route;
-use sipmta_store::{Body, Envelope, Origin, QueueId, Recipient, Store, now};
-use tokio::sync::mpsc;
+use sipmta_store::{Body, Envelope, Origin, QueueId, Recipient, now};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use super::attempt::RelayCtx;
 use crate::dsn::{self, Action, RecipientReport};
 
 /// Send one DSN for `reports` (already filtered by the caller to one action family), if the
 /// sender may get one and any recipient wants it. Returns the DSN's queue id.
-pub async fn send(
-    config: &Config,
-    store: &Store,
-    wake: &mpsc::UnboundedSender<QueueId>,
-    env: &Envelope,
-    reports: Vec<RecipientReport>,
-) -> Option<QueueId> {
+pub async fn send(ctx: &RelayCtx, env: &Envelope, reports: Vec<RecipientReport>) -> Option<QueueId> {
+    let (config, store, wake) = (&*ctx.config, &ctx.store, &ctx.wake);
     if !dsn::may_send_to(&env.sender) || reports.is_empty() {
         return None;
     }
@@ -38,9 +32,14 @@ pub async fn send(
         recipients: reports,
         max_returned: config.relay.dsn_max_returned.0 as usize,
     };
-    let bytes = dsn::build(&report, now());
-    let domain = sipmta_rules::domain_of(&env.sender).unwrap_or_default();
-    let route = if config.is_local_domain(domain) { Route::Local } else { Route::Relay };
+    let mut bytes = dsn::build(&report, now());
+    let (route, evidence) = route_report(ctx, &env.sender);
+    if route != Route::Local
+        && let Some(line) = ctx.learner.announcement.as_deref()
+    {
+        // The receiving site may learn our number from the report (issue 7 item 3).
+        bytes = crate::learn::announce(line, bytes);
+    }
     let dsn_env = Envelope {
         id: QueueId(0),
         received: now(),
@@ -51,7 +50,7 @@ pub async fn send(
         smtputf8: env.smtputf8,
         size: 0,
         origin: Origin { listener: "dsn".into(), peer: String::new(), helo: config.hostname.clone(), auth_user: None, tls: false },
-        recipients: vec![Recipient::new(env.sender.clone(), route)],
+        recipients: vec![Recipient { evidence: Some(evidence), ..Recipient::new(env.sender.clone(), route) }],
     };
     match store.accept(dsn_env, bytes).await {
         Ok(id) => {
@@ -66,6 +65,20 @@ pub async fn send(
             let _ = store.record(env.id, None, format!("could not queue {action} DSN: {e}"));
             None
         }
+    }
+}
+
+/// Where a report to `sender` goes: local, or by the routing rules that the envelope alone
+/// decides (a known or learned number makes it a fast-path report, seed 004 S110/S155). The
+/// report's own text is not read: it quotes the original, whose numbers are not the sender's.
+pub fn route_report(ctx: &RelayCtx, sender: &str) -> (Route, String) {
+    let domain = sipmta_rules::domain_of(sender).unwrap_or_default();
+    if ctx.config.is_local_domain(domain) {
+        return (Route::Local, "local domain".into());
+    }
+    match ctx.routing.decide(&ctx.config, &[sender.to_owned()], b"").pop() {
+        Some(d) if d.route != Route::Local => (d.route, d.evidence.to_string()),
+        _ => (Route::Relay, "no evidence".into()),
     }
 }
 

@@ -216,6 +216,11 @@ impl Resolver {
         Ok(Resolver { inner, mx_port: settings.mx_port })
     }
 
+    /// The underlying hickory resolver (same nameservers, same cache), for DKIM and SPF.
+    pub fn tokio(&self) -> TokioResolver {
+        self.inner.clone()
+    }
+
     /// The hosts to try for a domain, in order, with their addresses.
     ///
     /// Takes at most about two rounds of `timeout × attempts`: the MX query, then the address

@@ -73,8 +73,8 @@ impl Server {
         // Before the fast path, whose user agent may register with it.
         let registrar = crate::registrar::start(&config, &store).await?;
         let fast = crate::fastpath::start(&config, &store).await?;
-        let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone(), fast.as_ref().map(|f| f.fast.clone()))?);
         let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
+        let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone(), fast.as_ref().map(|f| f.fast.clone()), routing.clone())?);
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -111,6 +111,7 @@ impl Server {
         let (hard_stop, hard_stop_rx) = watch::channel(false);
         let (deliver_stop, deliver_stop_rx) = watch::channel(false);
         let deliverer = tokio::spawn(crate::relay::queue::run(relay, accepted, deliver_stop_rx));
+        tokio::spawn(crate::learn::sweep(ctx.store.clone(), ctx.config.learning.lifetime.0, ctx.shutdown.clone()));
         let mut loops = JoinSet::new();
         for (kind, listener) in listeners {
             loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
@@ -169,6 +170,7 @@ fn relay_ctx(
     store: &Store,
     wake: mpsc::UnboundedSender<sipmta_store::QueueId>,
     fast: Option<Arc<crate::fastpath::FastPath>>,
+    routing: Arc<crate::routing::Routing>,
 ) -> Result<RelayCtx> {
     let r = &config.relay;
     let settings = ResolverSettings { nameservers: r.nameservers.clone(), timeout: r.dns_timeout.0, attempts: 2, mx_port: r.mx_port };
@@ -176,7 +178,8 @@ fn relay_ctx(
     let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up outbound TLS: {e}"))?;
     let pool = Pool::new(r.max_connections, r.max_connections_per_destination, r.connection_idle.0, r.max_messages_per_connection);
     let timeouts = Timeouts { connect: r.connect_timeout.0, ..Timeouts::default() };
-    Ok(RelayCtx { config: config.clone(), store: store.clone(), resolver, pool, connectors, wake, timeouts, fast })
+    let learner = Arc::new(crate::learn::Learner::new(config.clone(), store.clone(), routing.clone(), &resolver));
+    Ok(RelayCtx { config: config.clone(), store: store.clone(), resolver, pool, connectors, wake, timeouts, fast, routing, learner })
 }
 
 /// Sessions per client address.

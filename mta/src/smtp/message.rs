@@ -79,6 +79,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let rcpt_count = tx.recipients.len();
         let mut tx = tx;
         self.route(&mut tx.recipients, &message);
+        // Our own users' mail leaving the site carries our number (issue 7 item 1); whatever
+        // X-Fastpath-Tel the client wrote was a destination hint, used by routing just now.
+        let own_site =
+            self.st.kind != super::Kind::FastPath && (self.st.auth_user.is_some() || super::is_trusted(&self.ctx.config, self.st.peer));
+        let learner = self.ctx.relay.as_ref().map(|r| r.learner.clone());
+        if own_site
+            && tx.recipients.iter().any(|r| r.route != Route::Local)
+            && let Some(line) = learner.as_ref().and_then(|l| l.announcement.as_deref())
+        {
+            message.truncate(header.len());
+            message.extend_from_slice(&crate::learn::announce(line, body));
+        }
+        // Mail from other sites may announce theirs; it is checked before delivery starts.
+        let claim = (!own_site).then(|| learner.as_ref().and_then(|l| l.claim(id, &message).map(|c| (l.clone(), c)))).flatten();
+        let learn = claim.map(|(learner, claim)| {
+            let arrival = crate::learn::Arrival {
+                id,
+                ip: self.st.peer.ip(),
+                helo: self.st.helo.clone().unwrap_or_default(),
+                sender: tx.sender.clone(),
+                rcpts: tx.recipients.iter().map(|r| r.address.clone()).collect(),
+                sip_caller: self.st.sip_caller.clone(),
+            };
+            (learner, claim, arrival, message.clone())
+        });
         let envelope = Envelope {
             id,
             received: now(),
@@ -126,8 +151,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 // The lease comes first: the queue must not start the fast path too.
                 let inline = self.ctx.relay.as_ref().and_then(|r| crate::fastpath::inline::start(r, id, has_fast).map(|f| (r.clone(), f)));
-                if self.ctx.accepted.send(id).is_err() {
-                    debug!("no delivery worker is listening; the message waits in the spool");
+                match learn {
+                    // Delivery waits for the check, so a DSN this message asks for can go back
+                    // over the fast path it may teach us (issue 7 item 3).
+                    Some((learner, claim, arrival, copy)) if inline.is_none() => {
+                        let accepted = self.ctx.accepted.clone();
+                        tokio::spawn(async move {
+                            learner.check(&arrival, &copy, &claim).await;
+                            let _ = accepted.send(id);
+                        });
+                    }
+                    _ => {
+                        if self.ctx.accepted.send(id).is_err() {
+                            debug!("no delivery worker is listening; the message waits in the spool");
+                        }
+                    }
                 }
                 if let Some((relay, fast)) = inline
                     && let Some(reply) = crate::fastpath::inline::verdict(relay, fast, id, received).await

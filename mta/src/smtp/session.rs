@@ -64,6 +64,8 @@ pub struct SessionState {
     pub tx: Option<Transaction>,
     /// Replies with a 5xx code so far.
     pub errors: usize,
+    /// On a fast-path stream: the calling number (the INVITE's From user), for learning.
+    pub sip_caller: Option<String>,
 }
 
 impl SessionState {
@@ -80,6 +82,7 @@ impl SessionState {
             auth_user: None,
             tx: None,
             errors: 0,
+            sip_caller: None,
         }
     }
 }

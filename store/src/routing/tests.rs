@@ -227,6 +227,23 @@ fn learned_numbers_are_listed_and_forgotten() {
 }
 
 #[test]
+fn learned_numbers_expire_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = reopen(dir.path());
+    store.learn("taro@example.jp", tel("+815012345678"), "DKIM").unwrap();
+    assert_eq!(store.learned_entry("TARO@example.jp").unwrap().unwrap().tel, tel("+815012345678"));
+    assert_eq!(store.learned_entry("hanako@example.jp").unwrap(), None);
+    let at = store.learned_entry("taro@example.jp").unwrap().unwrap().at;
+    let generation = store.tables_generation();
+    // Learned at `at`: a cutoff at that second keeps it, one past it forgets it.
+    assert!(store.expire_learned(at).unwrap().is_empty());
+    assert_eq!(store.tables_generation(), generation, "nothing expired, the tables did not change");
+    assert_eq!(store.expire_learned(at + 1).unwrap(), ["taro@example.jp"]);
+    assert!(store.tables_generation() > generation);
+    assert!(store.learned().unwrap().is_empty());
+}
+
+#[test]
 fn a_corrupt_entry_is_reported_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let store = reopen(dir.path());
