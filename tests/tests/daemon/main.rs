@@ -14,6 +14,7 @@ mod demo;
 mod fastpath;
 mod fastpath_inline;
 mod kamailio_deploy;
+mod learning;
 mod lifecycle;
 mod limits;
 mod locators;

@@ -72,8 +72,14 @@ impl Dns {
     /// `records` are dnsmasq options such as `--mx-host=remote.example,mx1.remote.example,10`
     /// and `--host-record=mx1.remote.example,127.0.0.1`. Everything else is NXDOMAIN.
     pub fn start(records: &[String]) -> Dns {
-        require("dnsmasq");
+        // The probe socket is closed before dnsmasq binds the port.
         let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Dns::start_on(port, records)
+    }
+
+    /// [`Dns::start`] on a port chosen beforehand (for configs written before it starts).
+    pub fn start_on(port: u16, records: &[String]) -> Dns {
+        require("dnsmasq");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut child = Command::new("dnsmasq")
             .args(["--keep-in-foreground", "--conf-file=/dev/null", "--pid-file=", "--listen-address=127.0.0.1", "--bind-interfaces"])
