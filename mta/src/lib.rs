@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod deliver;
+pub mod dkim;
 pub mod dsn;
 pub mod fastpath;
 pub mod learn;

@@ -5,6 +5,7 @@
 //! the checks serde cannot express (both TLS files or neither, listeners not shared, ...).
 //! `deploy/sipmta.toml` documents each field and is parsed by a test.
 
+mod dkim;
 mod fastpath;
 mod learning;
 mod load;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::smtp::data::BareEndings;
 
+pub use dkim::{Dkim, DkimKey};
 pub use fastpath::{FastPath, Locator, MediaRole, OwnNumber, SipTransport};
 pub use learning::Learning;
 pub use load::ConfigErrors;
@@ -70,6 +72,8 @@ pub struct Config {
     pub registrar: Registrar,
     /// Number exchange: announcing ours, learning other sites'.
     pub learning: Learning,
+    /// DKIM signing of outgoing mail.
+    pub dkim: Dkim,
 }
 
 /// One kind of listener.
@@ -190,6 +194,7 @@ impl Default for Config {
             fastpath: FastPath::default(),
             registrar: Registrar::default(),
             learning: Learning::default(),
+            dkim: Dkim::default(),
         }
     }
 }
@@ -340,6 +345,7 @@ impl Config {
         self.learning.validate(&mut errors);
         self.fastpath.validate(&mut errors);
         self.registrar.validate(&mut errors);
+        self.dkim.validate(&mut errors);
         errors
     }
 
