@@ -159,9 +159,19 @@ fn der(tag: u8, value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Read a key file.
+/// A PEM key file is a few KiB (RSA-4096 in PKCS#8 is 3.3 KiB); anything much larger is not one.
+const MAX_KEY_FILE: u64 = 64 << 10;
+
+/// Read a key file. Only a regular file of plausible size is read, so a mistyped path such as
+/// `/dev/zero` or a FIFO cannot hang `check-config` or the daemon's start.
 pub fn load_key(path: &Path) -> Result<PrivateKey, KeyError> {
-    let pem = std::fs::read(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+    let read_error = |source| KeyError::Read { path: path.to_owned(), source };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() || meta.len() > MAX_KEY_FILE {
+        let reason = if meta.is_file() { "is larger than 64KiB; not a PEM key".into() } else { "is not a regular file".into() };
+        return Err(KeyError::Parse { path: path.to_owned(), reason });
+    }
+    let pem = std::fs::read(path).map_err(read_error)?;
     PrivateKey::from_pem(&pem).map_err(|reason| KeyError::Parse { path: path.to_owned(), reason })
 }
 
@@ -301,6 +311,16 @@ mod tests {
         assert_eq!(der(0x04, &[1, 2]), vec![0x04, 2, 1, 2]);
         assert_eq!(&der(0x04, &[0; 200])[..3], &[0x04, 0x81, 200]);
         assert_eq!(&der(0x04, &[0; 270])[..4], &[0x04, 0x82, 0x01, 0x0e]);
+    }
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let err = load_key(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("/dev/zero: is not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'A'; 70 << 10]).unwrap();
+        assert!(load_key(&big).unwrap_err().to_string().contains("larger than 64KiB"));
     }
 
     #[test]
