@@ -182,18 +182,37 @@ pub fn load_key(path: &Path) -> Result<PrivateKey, KeyError> {
 /// openssl is an error, never a bad key file.
 pub fn generate(algorithm: Algorithm) -> Result<String, KeyError> {
     let pem = match algorithm {
-        Algorithm::Ed25519 => {
-            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| KeyError::Generate(e.to_string()))?;
-            pem_encode("PRIVATE KEY", doc.as_ref())
-        }
-        Algorithm::Rsa => openssl_rsa()?,
+        Algorithm::Ed25519 => return ed25519(),
+        Algorithm::Rsa => openssl_rsa("openssl")?,
     };
     PrivateKey::from_pem(pem.as_bytes()).map_err(|e| KeyError::Generate(format!("the new key does not load: {e}")))?;
     Ok(pem)
 }
 
-fn openssl_rsa() -> Result<String, KeyError> {
-    let out = Command::new("openssl")
+/// ring writes PKCS#8 v2 (RFC 5958, with the public key), which OpenSSL 3.0 and other tools
+/// cannot read; the key file is written in the RFC 8410 §7 v1 form that `openssl genpkey`
+/// writes: version 0, the algorithm, and the 32-octet seed.
+fn ed25519() -> Result<String, KeyError> {
+    const V2_HEAD: [u8; 16] = [0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    const V1_HEAD: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    let v2 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| KeyError::Generate(e.to_string()))?;
+    let v2 = v2.as_ref();
+    let seed = v2
+        .strip_prefix(&V2_HEAD[..])
+        .and_then(|rest| rest.get(..32))
+        .ok_or_else(|| KeyError::Generate("ring's PKCS#8 layout changed".into()))?;
+    let pem = pem_encode("PRIVATE KEY", &[&V1_HEAD[..], seed].concat());
+    // The v1 file must be the same key as the pair ring made.
+    let pair = Ed25519KeyPair::from_pkcs8(v2).map_err(|e| KeyError::Generate(e.to_string()))?;
+    let key = PrivateKey::from_pem(pem.as_bytes()).map_err(|e| KeyError::Generate(format!("the new key does not load: {e}")))?;
+    if key.public != ring::signature::KeyPair::public_key(&pair).as_ref() {
+        return Err(KeyError::Generate("the written Ed25519 key does not match the generated one".into()));
+    }
+    Ok(pem)
+}
+
+fn openssl_rsa(program: &str) -> Result<String, KeyError> {
+    let out = Command::new(program)
         .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
         .stdin(std::process::Stdio::null())
         .output()
@@ -285,11 +304,22 @@ mod tests {
         let pem = generate(Algorithm::Ed25519).unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n") && pem.ends_with("-----END PRIVATE KEY-----\n"));
         assert!(pem.lines().all(|l| l.len() <= 64));
+        // The RFC 8410 v1 form, as `openssl genpkey` writes it, so other tools read it too.
+        let der = BASE64.decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).unwrap();
+        assert_eq!((der.len(), &der[..5]), (48, &[0x30, 0x2e, 0x02, 0x01, 0x00][..]));
         let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
         assert_eq!(key.algorithm(), Algorithm::Ed25519);
         // RFC 8463 §4.2: p= is the bare 32-octet key.
         let p = key.record().rsplit_once("p=").unwrap().1.to_owned();
         assert_eq!(BASE64.decode(p).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn without_openssl_rsa_keygen_says_what_to_do() {
+        let err = openssl_rsa("/nonexistent/openssl").unwrap_err().to_string();
+        assert!(err.contains("cannot run openssl") && err.contains("--algorithm ed25519"), "{err}");
+        let err = openssl_rsa("false").unwrap_err().to_string();
+        assert!(err.contains("openssl genpkey failed"), "{err}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ fn signers(keys: Vec<DkimKey>) -> Signers {
 }
 
 /// A TXT cache that knows the given records and nothing else.
-struct Txts(HashMap<Box<str>, Txt>);
+pub(crate) struct Txts(HashMap<Box<str>, Txt>);
 
 impl ResolverCache<Box<str>, Txt> for Txts {
     fn get<Q>(&self, name: &Q) -> Option<Txt>
@@ -65,19 +65,21 @@ impl ResolverCache<Box<str>, Txt> for Txts {
     fn insert(&self, _: Box<str>, _: Txt, _: Instant) {}
 }
 
-/// The records for these keys, keyed as mail-auth looks them up.
-fn records(keys: &[DkimKey]) -> Txts {
-    let mut map = HashMap::new();
-    for k in keys {
-        let record = load_key(&k.key).unwrap().record();
-        let name = format!("{}._domainkey.{}.", k.selector, k.domain.to_lowercase());
-        map.insert(name.into_boxed_str(), Txt::from(DomainKey::parse(record.as_bytes())));
-    }
+/// A cache holding these `(name, TXT value)` records, names as in a zone file
+/// (`s2026._domainkey.a.example.`).
+pub(crate) fn txts(records: &[(String, String)]) -> Txts {
+    let map =
+        records.iter().map(|(name, value)| (name.to_lowercase().into_boxed_str(), Txt::from(DomainKey::parse(value.as_bytes())))).collect();
     Txts(map)
 }
 
+/// The records for these keys, as `sipmta dkim record` prints them.
+fn records(keys: &[DkimKey]) -> Txts {
+    txts(&keys.iter().map(|k| (format!("{}._domainkey.{}.", k.selector, k.domain), load_key(&k.key).unwrap().record())).collect::<Vec<_>>())
+}
+
 /// The verifier's result for each signature on `message`.
-fn verify(message: &[u8], txts: &Txts) -> Vec<DkimResult> {
+pub(crate) fn verify(message: &[u8], txts: &Txts) -> Vec<DkimResult> {
     let parsed = AuthenticatedMessage::parse(message).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
