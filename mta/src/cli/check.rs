@@ -21,6 +21,9 @@ pub fn run(path: Option<&Path>) -> ExitCode {
             }
             println!("  data in {}", config.data_dir.display());
             println!("  local domains: {}", config.local_domains.join(", "));
+            for k in &config.dkim.keys {
+                println!("  DKIM signing for {} with selector {} ({})", k.domain, k.selector, k.key.display());
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -1,5 +1,5 @@
 //! The command line: `sipmta serve`, `check-config`, `user ...`, `queue ...`, `history`,
-//! `route ...`, `keyword ...`, `learned ...`, `prefix ...`, `protocol ...`, `demo`.
+//! `route ...`, `keyword ...`, `learned ...`, `prefix ...`, `protocol ...`, `dkim ...`, `demo`.
 //!
 //! Doc comments here are the `--help` text. Each subcommand lives in its own module and
 //! returns `anyhow::Result`; `main` prints the error chain and picks the exit code.
@@ -7,6 +7,7 @@
 mod backend;
 mod check;
 mod demo;
+mod dkim;
 mod history;
 mod keyword;
 mod learned;
@@ -82,6 +83,9 @@ pub enum Command {
     /// The protocol table: what each number we called agreed to over the fast path.
     #[command(subcommand)]
     Protocol(protocol::ProtocolCommand),
+    /// DKIM signing keys: make one, print the DNS record that publishes it.
+    #[command(subcommand)]
+    Dkim(dkim::DkimCommand),
     /// Try it: a registrar and two sites on this machine, one message by fast path and one
     /// that falls back to relay, each step printed with its timing.
     ///
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Learned(cmd) => learned::run(cli.config.as_deref(), cmd),
         Command::Prefix(cmd) => prefix::run(cli.config.as_deref(), cmd),
         Command::Protocol(cmd) => protocol::run(cli.config.as_deref(), cmd),
+        Command::Dkim(cmd) => dkim::run(cmd),
         Command::Demo(args) => demo::run(&args),
     };
     match result {
