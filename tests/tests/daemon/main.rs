@@ -11,6 +11,7 @@ mod auth_tls;
 mod crash;
 mod delivery;
 mod demo;
+mod dkim;
 mod fastpath;
 mod fastpath_inline;
 mod kamailio_deploy;
