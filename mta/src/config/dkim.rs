@@ -29,8 +29,9 @@ pub struct Dkim {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DkimKey {
-    /// The signing domain (`d=`). Mail whose From address is in this domain (exactly, in any
-    /// case; subdomains need their own entry) is signed with this key.
+    /// The signing domain (`d=`). Mail whose From address is in this domain (in any case) is
+    /// signed with this key, and so is mail from a subdomain that has no key of its own
+    /// (`MAILER-DAEMON@mx.example.jp` for the DSNs of host `mx.example.jp`).
     pub domain: String,
     /// The selector (`s=`): the public key is published at `<selector>._domainkey.<domain>`.
     pub selector: String,

@@ -147,7 +147,13 @@ impl Signers {
         if self.is_empty() {
             return None;
         }
-        let signers = self.by_domain.get(&from_domain(message)?)?;
+        let domain = from_domain(message)?;
+        // A subdomain without a key of its own (our `MAILER-DAEMON@mx.example.jp`) is signed
+        // by its closest parent's: `d=` may be a parent of the From domain (RFC 7489 §3.1.1
+        // relaxed alignment).
+        let signers = std::iter::successors(Some(domain.as_str()), |d| d.split_once('.').map(|(_, parent)| parent))
+            .take_while(|d| d.contains('.'))
+            .find_map(|d| self.by_domain.get(d))?;
         let mut fields = String::new();
         for s in signers {
             let signed = match &s.kind {

@@ -148,8 +148,10 @@ fn the_key_is_chosen_by_the_from_domain_in_any_case() {
     let s = signers(vec![key("A.Example", "s2026", ED25519)]);
     assert!(s.sign(MESSAGE.replace("taro@a.example", "taro@A.EXAMPLE").as_bytes()).is_some());
     assert!(s.sign(MESSAGE.as_bytes()).is_some());
-    // Exact domain only: neither a subdomain nor another domain.
-    assert!(s.sign(MESSAGE.replace("taro@a.example", "taro@mail.a.example").as_bytes()).is_none());
+    // A subdomain without a key of its own uses its parent's; a look-alike or another
+    // domain gets nothing.
+    assert!(s.sign(MESSAGE.replace("taro@a.example", "taro@mail.a.example").as_bytes()).is_some());
+    assert!(s.sign(MESSAGE.replace("taro@a.example", "taro@xa.example").as_bytes()).is_none());
     assert!(s.sign(MESSAGE.replace("taro@a.example", "taro@c.example").as_bytes()).is_none());
     // Nothing to choose by: no From, two From fields, two domains in one From.
     assert!(s.sign(MESSAGE.replace("From: Taro <taro@a.example>\r\n", "").as_bytes()).is_none());

@@ -87,9 +87,14 @@ pub struct Learned {
 }
 
 /// Checks claims and writes the learned table.
+///
+/// It also holds what the site puts on mail leaving it ([`Learner::stamp`]): our number and
+/// our DKIM signature, which is what lets the other side learn it.
 pub struct Learner {
     /// Our announcement header line for mail leaving the site ([`announcement`]).
     pub announcement: Option<String>,
+    /// Our DKIM keys.
+    dkim: crate::dkim::Signers,
     config: Arc<Config>,
     store: Store,
     routing: Arc<Routing>,
@@ -104,10 +109,40 @@ impl std::fmt::Debug for Learner {
 
 impl Learner {
     /// A learner asking DNS through `resolver` (the relay's, so tests' nameservers apply).
-    pub fn new(config: Arc<Config>, store: Store, routing: Arc<Routing>, resolver: &crate::relay::resolve::Resolver) -> Learner {
+    /// Fails when a DKIM key cannot be read.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        routing: Arc<Routing>,
+        resolver: &crate::relay::resolve::Resolver,
+    ) -> Result<Learner, crate::dkim::KeyError> {
         let plan = store.number_plan(&config.routing.country_code).unwrap_or_default();
         let announcement = announcement(&config, &plan);
-        Learner { announcement, config, store, routing, auth: MessageAuthenticator(resolver.tokio()) }
+        let dkim = crate::dkim::Signers::new(&config.dkim)?;
+        Ok(Learner { announcement, dkim, config, store, routing, auth: MessageAuthenticator(resolver.tokio()) })
+    }
+
+    /// `message` as it leaves the site: with our announcement when `announce` (see
+    /// [`announce`]), then signed with the From domain's DKIM key, if we hold one. A signing
+    /// failure is logged and the message goes unsigned: mail is not held back for it.
+    pub fn stamp(&self, id: QueueId, message: Vec<u8>, announce: bool) -> Vec<u8> {
+        let message = match (announce, self.announcement.as_deref()) {
+            (true, Some(line)) => self::announce(line, message),
+            _ => message,
+        };
+        match self.dkim.sign(&message) {
+            Some(Ok(fields)) => {
+                let mut out = Vec::with_capacity(fields.len() + message.len());
+                out.extend_from_slice(fields.as_bytes());
+                out.extend_from_slice(&message);
+                out
+            }
+            Some(Err(e)) => {
+                warn!(queue_id = %id, error = %e, "DKIM signing failed; the message goes unsigned");
+                message
+            }
+            None => message,
+        }
     }
 
     /// The claim in a message received from another site, if learning is on and it has one.

@@ -34,11 +34,10 @@ pub async fn send(ctx: &RelayCtx, env: &Envelope, reports: Vec<RecipientReport>)
     };
     let mut bytes = dsn::build(&report, now());
     let (route, evidence) = route_report(ctx, &env.sender);
-    if route != Route::Local
-        && let Some(line) = ctx.learner.announcement.as_deref()
-    {
-        // The receiving site may learn our number from the report (issue 7 item 3).
-        bytes = crate::learn::announce(line, bytes);
+    if route != Route::Local {
+        // Signed and carrying our number: the receiving site may learn it from the report
+        // (issue 7 item 3).
+        bytes = ctx.learner.stamp(env.id, bytes, true);
     }
     let dsn_env = Envelope {
         id: QueueId(0),

@@ -178,7 +178,8 @@ fn relay_ctx(
     let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up outbound TLS: {e}"))?;
     let pool = Pool::new(r.max_connections, r.max_connections_per_destination, r.connection_idle.0, r.max_messages_per_connection);
     let timeouts = Timeouts { connect: r.connect_timeout.0, ..Timeouts::default() };
-    let learner = Arc::new(crate::learn::Learner::new(config.clone(), store.clone(), routing.clone(), &resolver));
+    let learner =
+        Arc::new(crate::learn::Learner::new(config.clone(), store.clone(), routing.clone(), &resolver).context("loading DKIM keys")?);
     Ok(RelayCtx { config: config.clone(), store: store.clone(), resolver, pool, connectors, wake, timeouts, fast, routing, learner })
 }
 

@@ -79,17 +79,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let rcpt_count = tx.recipients.len();
         let mut tx = tx;
         self.route(&mut tx.recipients, &message);
-        // Our own users' mail leaving the site carries our number (issue 7 item 1); whatever
-        // X-Fastpath-Tel the client wrote was a destination hint, used by routing just now.
+        // Our own users' mail leaving the site carries our number (issue 7 item 1) and our
+        // DKIM signature; whatever X-Fastpath-Tel the client wrote was a destination hint,
+        // used by routing just now.
         let own_site =
             self.st.kind != super::Kind::FastPath && (self.st.auth_user.is_some() || super::is_trusted(&self.ctx.config, self.st.peer));
         let learner = self.ctx.relay.as_ref().map(|r| r.learner.clone());
         if own_site
             && tx.recipients.iter().any(|r| r.route != Route::Local)
-            && let Some(line) = learner.as_ref().and_then(|l| l.announcement.as_deref())
+            && let Some(learner) = &learner
         {
             message.truncate(header.len());
-            message.extend_from_slice(&crate::learn::announce(line, body));
+            message.extend_from_slice(&learner.stamp(id, body, true));
         }
         // Mail from other sites may announce theirs; it is checked before delivery starts.
         let claim = (!own_site).then(|| learner.as_ref().and_then(|l| l.claim(id, &message).map(|c| (l.clone(), c)))).flatten();
