@@ -78,7 +78,7 @@ pub fn build(report: &Report, now: u64) -> Vec<u8> {
 }
 
 /// Write one body part: delimiter, part header, body (which ends with CRLF).
-fn part(out: &mut Vec<u8>, boundary: &str, description: &str, content_type: &str, body: &[u8]) {
+pub(super) fn part(out: &mut Vec<u8>, boundary: &str, description: &str, content_type: &str, body: &[u8]) {
     out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
     fold(&format!("Content-Description: {description}"), out);
     fold(&format!("Content-Type: {content_type}"), out);
@@ -91,7 +91,7 @@ fn part(out: &mut Vec<u8>, boundary: &str, description: &str, content_type: &str
 }
 
 /// A boundary that occurs in none of the parts (RFC 2046 §5.1.1), at most 70 characters.
-fn boundary(base: &str, parts: &[&[u8]]) -> String {
+pub(super) fn boundary(base: &str, parts: &[&[u8]]) -> String {
     let mut n = 0u32;
     loop {
         let candidate = format!("{base}.{n}");
@@ -183,14 +183,14 @@ fn status(r: &RecipientReport) -> String {
 
 /// An address with its RFC 3464 §2.3.2 address type: `rfc822` for ASCII, RFC 6533 §3 `utf-8`
 /// otherwise (raw UTF-8 in a global report, `\x{..}` escapes in an ASCII one).
-fn typed_address(addr: &str, global: bool, force_utf8: bool) -> String {
+pub(super) fn typed_address(addr: &str, global: bool, force_utf8: bool) -> String {
     let a = addr.trim();
     if a.is_ascii() && !force_utf8 { format!("rfc822; {}", clean(a, false)) } else { format!("utf-8; {}", utf8_addr_text(a, global)) }
 }
 
 /// `Original-Recipient` from the stored ORCPT (`addr-type;address`, xtext already decoded, which
 /// is the form RFC 3464 §2.3.1 wants). Unknown address types are passed through as given.
-fn original_recipient(stored: &str, global: bool) -> Option<String> {
+pub(super) fn original_recipient(stored: &str, global: bool) -> Option<String> {
     let (kind, addr) = stored.split_once(';').unwrap_or(("rfc822", stored));
     let (kind, addr) = (kind.trim(), addr.trim());
     if addr.is_empty() {
@@ -295,7 +295,7 @@ fn returned(report: &Report, global: bool) -> Returned {
 }
 
 /// The original's Message-ID, if it is one we can safely repeat in a header field.
-fn original_message_id(message: &[u8], global: bool) -> Option<String> {
+pub(super) fn original_message_id(message: &[u8], global: bool) -> Option<String> {
     let parsed = MessageParser::new().parse_headers(message)?;
     let id = parsed.message_id()?;
     let safe = !id.is_empty()

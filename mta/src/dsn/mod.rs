@@ -9,6 +9,8 @@
 //!   report of this kind (RFC 3461 §4.1), and whether a report may go to the sender at all.
 //! - [`build`] turns a [`Report`] into a complete RFC 5322 message (RFC 3462 multipart/report,
 //!   RFC 3464 message/delivery-status, RFC 6533 global types for SMTPUTF8 mail).
+//! - [`mdn`] does the same for the RFC 8098 receipts a sender asks for with
+//!   `Disposition-Notification-To`: the policy ([`mdn::should_send`]) and the format.
 //! - [`parse`] reads a DSN that came back into a [`ParsedDsn`], for DSN tracking (DESIGN.md
 //!   "Relay queue and DSN"): a relayed message's final outcome may be known only from it.
 //!
@@ -19,6 +21,7 @@
 //! report never causes another one.
 
 mod build;
+pub mod mdn;
 mod parse;
 mod wire;
 
