@@ -130,6 +130,11 @@ pub struct Local {
     /// Local domains that accept only known users (`sipmta user add local@domain`); the others
     /// accept any local part. `postmaster` is always accepted (RFC 5321 §4.5.1).
     pub known_users_only: Vec<String>,
+    /// Answer a `Disposition-Notification-To` (RFC 8098) with an automatic MDN (`processed`)
+    /// once the message is in a local mailbox, when it names the envelope sender and the
+    /// message is not itself automatic. To a sender whose number we know it goes back over the
+    /// fast path. Receipts are usually the reader's choice, hence: Default false.
+    pub send_mdn: bool,
 }
 
 /// Spool settings.

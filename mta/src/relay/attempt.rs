@@ -119,6 +119,21 @@ async fn local(ctx: &RelayCtx, env: &Envelope) {
         .map(|r| recipient_report(r, Action::Delivered, "2.0.0", Some("delivered to mailbox".into()), None))
         .collect();
     send_dsn(ctx, env, reports).await;
+    if ctx.config.local.send_mdn {
+        let delivered: Vec<&str> = results
+            .iter()
+            .filter(|r| r.state == RcptState::Delivered)
+            .filter_map(|r| env.recipients.get(r.index))
+            .map(|r| r.address.as_str())
+            .collect();
+        if !delivered.is_empty()
+            && let Ok(Some(message)) = ctx.store.message(env.id)
+        {
+            for rcpt in delivered {
+                super::report::send_mdn(ctx, env, &message, rcpt).await;
+            }
+        }
+    }
 }
 
 /// A DSN that came back to a bounce address (return-path rewrite): recorded when it arrived;

@@ -7,12 +7,12 @@ use sipmta_store::{Body, Envelope, Origin, QueueId, Recipient, now};
 use tracing::{info, warn};
 
 use super::attempt::RelayCtx;
-use crate::dsn::{self, Action, RecipientReport};
+use crate::dsn::{self, Action, RecipientReport, mdn};
 
 /// Send one DSN for `reports` (already filtered by the caller to one action family), if the
 /// sender may get one and any recipient wants it. Returns the DSN's queue id.
 pub async fn send(ctx: &RelayCtx, env: &Envelope, reports: Vec<RecipientReport>) -> Option<QueueId> {
-    let (config, store, wake) = (&*ctx.config, &ctx.store, &ctx.wake);
+    let (config, store) = (&*ctx.config, &ctx.store);
     if !dsn::may_send_to(&env.sender) || reports.is_empty() {
         return None;
     }
@@ -32,36 +32,64 @@ pub async fn send(ctx: &RelayCtx, env: &Envelope, reports: Vec<RecipientReport>)
         recipients: reports,
         max_returned: config.relay.dsn_max_returned.0 as usize,
     };
-    let mut bytes = dsn::build(&report, now());
-    let (route, evidence) = route_report(ctx, &env.sender);
+    let bytes = dsn::build(&report, now());
+    queue(ctx, env, &env.sender, bytes, env.smtputf8, &format!("{action} DSN")).await
+}
+
+/// Send an automatic MDN (RFC 8098) for `message`, just delivered to the local mailbox of
+/// `final_recipient`, when `local.send_mdn` is on and the message asks for one in a way that
+/// may be answered automatically ([`mdn::should_send`]). Returns the MDN's queue id.
+pub async fn send_mdn(ctx: &RelayCtx, env: &Envelope, message: &[u8], final_recipient: &str) -> Option<QueueId> {
+    if !ctx.config.local.send_mdn {
+        return None;
+    }
+    let target = match mdn::should_send(&env.sender, message) {
+        Ok(t) => t,
+        Err(mdn::Skip::NotRequested) => return None,
+        Err(skip) => {
+            info!(queue_id = %env.id, rcpt = final_recipient, reason = skip.reason(), "no MDN");
+            let _ = ctx.store.record(env.id, Some(final_recipient), format!("no MDN: {}", skip.reason()));
+            return None;
+        }
+    };
+    let bytes = mdn::build(&ctx.config.hostname, final_recipient, &target, message, now());
+    let utf8 = !bytes.is_ascii();
+    queue(ctx, env, target.to(), bytes, utf8, "MDN").await
+}
+
+/// Queue a report about `about` to `to`, from the null sender (RFC 5321 §4.5.5), routed and
+/// stamped like mail leaving the site when it leaves it.
+async fn queue(ctx: &RelayCtx, about: &Envelope, to: &str, mut bytes: Vec<u8>, smtputf8: bool, what: &str) -> Option<QueueId> {
+    let (config, store) = (&*ctx.config, &ctx.store);
+    let (route, evidence) = route_report(ctx, to);
     if route != Route::Local {
         // Signed and carrying our number: the receiving site may learn it from the report
         // (issue 7 item 3).
-        bytes = ctx.learner.stamp(env.id, bytes, true);
+        bytes = ctx.learner.stamp(about.id, bytes, true);
     }
-    let dsn_env = Envelope {
+    let report_env = Envelope {
         id: QueueId(0),
         received: now(),
         sender: String::new(),
         env_id: None,
         ret: None,
         body: Body::EightBitMime,
-        smtputf8: env.smtputf8,
+        smtputf8,
         size: 0,
         origin: Origin { listener: "dsn".into(), peer: String::new(), helo: config.hostname.clone(), auth_user: None, tls: false },
-        recipients: vec![Recipient { evidence: Some(evidence), ..Recipient::new(env.sender.clone(), route) }],
+        recipients: vec![Recipient { evidence: Some(evidence), ..Recipient::new(to.to_owned(), route) }],
     };
-    match store.accept(dsn_env, bytes).await {
+    match store.accept(report_env, bytes).await {
         Ok(id) => {
-            info!(queue_id = %env.id, dsn_id = %id, action = %action, to = %env.sender, "DSN queued");
-            let _ = store.record(env.id, None, format!("{action} DSN {id} queued for {}", env.sender));
-            let _ = store.record(id, None, format!("{action} DSN about {}", env.id));
-            let _ = wake.send(id);
+            info!(queue_id = %about.id, dsn_id = %id, report = what, to, "{what} queued");
+            let _ = store.record(about.id, None, format!("{what} {id} queued for {to}"));
+            let _ = store.record(id, None, format!("{what} about {}", about.id));
+            let _ = ctx.wake.send(id);
             Some(id)
         }
         Err(e) => {
-            warn!(queue_id = %env.id, error = %e, "cannot queue a DSN; the outcome is in the log and history");
-            let _ = store.record(env.id, None, format!("could not queue {action} DSN: {e}"));
+            warn!(queue_id = %about.id, error = %e, "cannot queue a {what}; the outcome is in the log and history");
+            let _ = store.record(about.id, None, format!("could not queue {what}: {e}"));
             None
         }
     }

@@ -109,7 +109,8 @@ fn submit(to: &Daemon, from: &str, rcpt: &str, subject: &str) -> String {
     assert!(c.cmd(&format!("RCPT TO:<{rcpt}> NOTIFY=SUCCESS,FAILURE")).starts_with("250"));
     assert!(c.cmd("DATA").starts_with("354"));
     let reply = c.cmd(&format!(
-        "From: Alice <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@a.example>\r\n\r\nHello.\r\n."
+        "From: Alice <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@a.example>\r\n\
+         Disposition-Notification-To: <{from}>\r\n\r\nHello.\r\n."
     ));
     assert!(reply.starts_with("250"), "{reply}");
     let _ = c.cmd("QUIT");
@@ -162,7 +163,7 @@ fn two_sites_learn_each_others_numbers_and_the_second_message_goes_fast() {
         peer_domain: "a.example",
         peer_smtp: a_smtp,
         top: "",
-        tables: "",
+        tables: "[local]\nsend_mdn = true",
     };
     // The DNS server's port is needed in the configs, the keys' records in the DNS server.
     let dns_port = free_port();
@@ -199,7 +200,17 @@ fn two_sites_learn_each_others_numbers_and_the_second_message_goes_fast() {
     wait_history(&b, &dsn_id, "delivered via fast path to +815011111111");
     let shown = wait_history(&a, &first, "DSN from");
     assert!(shown.contains("delivered"), "{shown}");
-    a.wait_mailbox("a.example/alice", 1);
+    // And the receipt (MDN) the message asked for, by the same way.
+    let mdn_id = b
+        .log()
+        .lines()
+        .find(|l| l.contains("MDN queued"))
+        .map(|l| l.split("dsn_id=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned());
+    let mdn_id = mdn_id.unwrap_or_else(|| panic!("no MDN queued:\n{}", b.log()));
+    wait_history(&b, &mdn_id, "delivered via fast path to +815011111111");
+    let reports = a.wait_mailbox("a.example/alice", 2);
+    assert!(reports.iter().any(|m| m.contains("report-type=delivery-status")), "{reports:?}");
+    assert!(reports.iter().any(|m| m.contains("report-type=disposition-notification") && m.contains("processed")), "{reports:?}");
     wait_for("A to learn bob's number", || learned_tel(&a, "bob@b.example").as_deref() == Some("+815022222222"));
 
     // 3. The second message goes by fast path, by itself.
