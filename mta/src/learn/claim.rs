@@ -147,6 +147,7 @@ pub fn header_line(tel: &E164) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
