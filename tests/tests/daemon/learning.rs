@@ -300,3 +300,57 @@ fn an_spf_proven_number_is_learned_then_expires() {
     assert!(out.status.success(), "{}", transcript(&out));
     assert!(learned(&b).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn the_callers_number_proves_a_claim_only_where_the_sip_server_is_trusted_to_check_it() {
+    let (a_smtp, b_smtp, c_smtp, registrar) = (free_port(), free_port(), free_port(), free_port());
+    let a = Site {
+        domain: "a.example",
+        number: "050-1111-1111",
+        smtp: a_smtp,
+        registrar: &format!("listen = \"127.0.0.1:{registrar}\""),
+        proxy: registrar,
+        peer_domain: "b.example",
+        peer_smtp: b_smtp,
+        top: "trusted_networks = [\"127.0.0.1/32\"]",
+        tables: "",
+    };
+    // No DNS answers here: neither DKIM nor SPF can prove anything, only the call.
+    let b = Site {
+        domain: "b.example",
+        number: "050-2222-2222",
+        smtp: b_smtp,
+        registrar: "enabled = false",
+        top: "",
+        tables: "[learning]\ntrust_sip_identity = true",
+        peer_domain: "a.example",
+        peer_smtp: a_smtp,
+        ..a
+    };
+    let c = Site { domain: "c.example", number: "050-3333-3333", smtp: c_smtp, tables: "", ..b };
+    let nowhere: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let (a, b, c) = (a.prepare(nowhere), b.prepare(nowhere), c.prepare(nowhere));
+    let a = Daemon::start_with(a.0, a.1);
+    let (b, c) = (Daemon::start_with(b.0, b.1), Daemon::start_with(c.0, c.1));
+    for (key, number) in [("b.example", "050-2222-2222"), ("c.example", "050-3333-3333")] {
+        let out = cli(&a.config, &["route", "add", key, number], "");
+        assert!(out.status.success(), "{}", transcript(&out));
+    }
+    let to_b = submit(&a, "alice@a.example", "bob@b.example", "to-b");
+    wait_history(&a, &to_b, "via fast path to +815022222222");
+    let to_c = submit(&a, "alice@a.example", "carol@c.example", "to-c");
+    wait_history(&a, &to_c, "via fast path to +815033333333");
+    b.wait_mailbox("b.example/bob", 1);
+    c.wait_mailbox("c.example/carol", 1);
+    // B trusts its SIP server's caller identity: A's number is learned from the call.
+    wait_for("B to learn alice", || learned_tel(&b, "alice@a.example").is_some());
+    let row = learned(&b)[0].clone();
+    assert_eq!(row["tel"], "+815011111111");
+    assert!(row["evidence"].as_str().unwrap().contains("fast-path call from +815011111111"), "{row}");
+    // C does not (the default): the same message teaches it nothing.
+    let received = c.log().lines().find_map(|l| l.split("queue_id=").nth(1).map(|s| s.split_whitespace().next().unwrap().to_owned()));
+    let received = received.unwrap_or_else(|| panic!("nothing received:\n{}", c.log()));
+    let shown = wait_history(&c, &received, "not learned");
+    assert!(shown.contains("not trusted"), "{shown}");
+    assert!(learned(&c).as_array().unwrap().is_empty());
+}
