@@ -122,6 +122,12 @@ impl Learner {
         Ok(Learner { announcement, dkim, config, store, routing, auth: MessageAuthenticator(resolver.tokio()) })
     }
 
+    /// Whether [`Learner::stamp`] would change anything (an announcement or a DKIM key), so
+    /// callers skip copying the message when it would not.
+    pub fn stamps(&self) -> bool {
+        self.announcement.is_some() || !self.dkim.is_empty()
+    }
+
     /// `message` as it leaves the site: with our announcement when `announce` (see
     /// [`announce`]), then signed with the From domain's DKIM key, if we hold one. A signing
     /// failure is logged and the message goes unsigned: mail is not held back for it.

@@ -62,7 +62,7 @@ pub async fn send_mdn(ctx: &RelayCtx, env: &Envelope, message: &[u8], final_reci
 async fn queue(ctx: &RelayCtx, about: &Envelope, to: &str, mut bytes: Vec<u8>, smtputf8: bool, what: &str) -> Option<QueueId> {
     let (config, store) = (&*ctx.config, &ctx.store);
     let (route, evidence) = route_report(ctx, to);
-    if route != Route::Local {
+    if route != Route::Local && ctx.learner.stamps() {
         // Signed and carrying our number: the receiving site may learn it from the report
         // (issue 7 item 3).
         bytes = ctx.learner.stamp(about.id, bytes, true);

@@ -87,7 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let learner = self.ctx.relay.as_ref().map(|r| r.learner.clone());
         if own_site
             && tx.recipients.iter().any(|r| r.route != Route::Local)
-            && let Some(learner) = &learner
+            && let Some(learner) = learner.as_ref().filter(|l| l.stamps())
         {
             message.truncate(header.len());
             message.extend_from_slice(&learner.stamp(id, body, true));
