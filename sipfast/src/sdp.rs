@@ -21,13 +21,16 @@
 //! too (RFC 4566 §5), blank lines are skipped. [`SessionDescription::encode`] writes CRLF, and
 //! `parse(encode(d)) == d` for every parsed `d`.
 //!
-//! Offer/answer and the RFC 4145 role rules are in [`negotiate`], re-exported here.
+//! Offer/answer and the RFC 4145 role rules are in [`negotiate`], the capability description
+//! of an OPTIONS answer (RFC 3261 §11.2) in [`capability`]; both are re-exported here.
 
+pub mod capability;
 pub mod negotiate;
 
 use std::fmt;
 use std::net::IpAddr;
 
+pub use capability::{capabilities, read_capabilities};
 pub use negotiate::{Accepted, Answer, AnswerError, Offer, Reach, Rejection, Transport, answer};
 
 use crate::fp1::Token;

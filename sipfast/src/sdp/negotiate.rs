@@ -327,7 +327,8 @@ impl Offer {
     }
 }
 
-fn origin(id: u64, addr: IpAddr) -> Origin {
+/// `o=- <id> <id> IN IP4|IP6 <addr>`: no user name, the id doubling as the version.
+pub(super) fn origin(id: u64, addr: IpAddr) -> Origin {
     Origin {
         username: "-".into(),
         session_id: id.to_string(),
@@ -339,7 +340,7 @@ fn origin(id: u64, addr: IpAddr) -> Origin {
 }
 
 /// Seconds since 1900 (NTP), as RFC 4566 §5.2 suggests for `o=` ids.
-fn ntp_seconds() -> u64 {
+pub(super) fn ntp_seconds() -> u64 {
     const UNIX_TO_NTP: u64 = 2_208_988_800;
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) + UNIX_TO_NTP
 }
