@@ -1,8 +1,9 @@
 //! The SIP user agent of the fast path: the only place that knows the SIP stack.
 //!
 //! Everything outside this module talks to SIP through [`SipAgent`], [`Call`] and [`Incoming`]:
-//! plain Rust types, SDP bodies as opaque strings, errors as [`SipError`] and [`CallError`].
-//! No rsipstack type crosses this boundary, so the stack (rsipstack `=0.7.14` today) can be
+//! plain Rust types, the SDP of calls as opaque strings, errors as [`SipError`], [`CallError`]
+//! and [`ProbeError`]. The one SDP the agent writes and reads itself is the capability
+//! description of OPTIONS ([`crate::sdp::capability`]). No rsipstack type crosses this boundary, so the stack (rsipstack `=0.7.14` today) can be
 //! swapped by rewriting the `ua/` submodules alone.
 //!
 //! What the agent does (RFC 3261 section numbers in the submodules):
@@ -19,7 +20,9 @@
 //!   [`CallError::Timeout`] returned;
 //! - receives calls: INVITEs whose Request-URI user is one of our numbers are handed out on the
 //!   [`Incoming`] channel; INVITEs for anything else are answered `404` by the agent itself;
-//!   OPTIONS are answered `200` (§11.2);
+//! - answers OPTIONS as an INVITE would be answered (§11.2): `404` for a number not ours, else
+//!   `200` describing [`SipConfig::protocols`] in SDP (`m=application 0 TCP smtp http`), and
+//!   asks another number the same ([`SipAgent::probe`]) before a first call to it;
 //! - ends calls with BYE from either side (§15) and, on TCP towards the proxy, keeps the flow
 //!   open with RFC 5626 §4.4.1 double-CRLF pings every [`SipConfig::keepalive`].
 //!
@@ -31,6 +34,7 @@ mod call;
 mod incoming;
 mod invite;
 mod keepalive;
+mod options;
 mod register;
 mod stack;
 
@@ -92,10 +96,15 @@ pub struct SipConfig {
     /// Interval of the RFC 5626 §4.4.1 CRLF keep-alive on the TCP flow to the proxy;
     /// `Duration::ZERO` disables it. Only used with [`Transport::Tcp`] and a proxy.
     pub keepalive: Duration,
+    /// The fast-path protocols we accept, in preference order, described in our `200` to
+    /// OPTIONS (`m=application 0 TCP smtp http`, RFC 3261 §11.2). Empty: OPTIONS are answered
+    /// without SDP.
+    pub protocols: Vec<String>,
 }
 
 impl SipConfig {
-    /// A configuration with the defaults: UDP, no proxy, no numbers, 30 s keep-alive.
+    /// A configuration with the defaults: UDP, no proxy, no numbers, 30 s keep-alive, no
+    /// protocols described.
     pub fn new(bind: SocketAddr, domain: impl Into<String>) -> Self {
         Self {
             bind,
@@ -105,6 +114,7 @@ impl SipConfig {
             numbers: Vec::new(),
             user_agent: concat!("sipmta/", env!("CARGO_PKG_VERSION")).to_string(),
             keepalive: Duration::from_secs(30),
+            protocols: Vec::new(),
         }
     }
 }
@@ -173,6 +183,46 @@ impl CallError {
     }
 }
 
+/// Why [`SipAgent::probe`] learned nothing about a number's protocols. None of these says that
+/// the number takes no calls: many user agents do not answer OPTIONS, or answer it without SDP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// A final 3xx-6xx answer (RFC 3261 §21): 404 or 480 as an INVITE would get (§11.2), 405 or
+    /// 501 from a peer that does not do OPTIONS, 401/407 when our credentials were refused.
+    #[error("OPTIONS rejected: {code} {reason}")]
+    Rejected {
+        /// The status code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// No final answer within the budget (a non-INVITE request is not cancelled, §9.1).
+    #[error("no answer to OPTIONS within the budget")]
+    Timeout,
+    /// A 2xx without an SDP body: the peer does not say which protocols it accepts.
+    #[error("the answer to OPTIONS has no SDP")]
+    NoDescription,
+    /// A 2xx whose SDP cannot be read.
+    #[error("unreadable SDP in the answer to OPTIONS: {0}")]
+    BadDescription(String),
+    /// The OPTIONS could not be sent or its transaction failed.
+    #[error("SIP transport error: {0}")]
+    Transport(String),
+    /// Anything else the stack reported.
+    #[error("SIP protocol error: {0}")]
+    Protocol(String),
+}
+
+impl ProbeError {
+    /// The SIP status code of a rejection, if this is one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ProbeError::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
 /// A running SIP user agent. Cheap to clone: clones share one agent.
 #[derive(Clone, Debug)]
 pub struct SipAgent {
@@ -209,6 +259,23 @@ impl SipAgent {
     /// A `;transport=tcp` URI is called over TCP.
     pub async fn call_uri(&self, number: &str, uri: &str, addr: SocketAddr, offer_sdp: &str, budget: Duration) -> Result<Call, CallError> {
         invite::call(&self.inner, number, invite::Target { uri: uri.to_owned(), addr: Some(addr) }, offer_sdp, budget).await
+    }
+
+    /// Asks `number` which fast-path protocols it accepts: OPTIONS
+    /// `sip:<number>@<domain>;user=phone` through the proxy, as [`SipAgent::call`] would send
+    /// its INVITE, answered within `budget` (RFC 3261 §11). Returns the protocols of the `2xx`'s
+    /// SDP in the peer's order, an empty list when that SDP has no `application`/`TCP` line
+    /// (the peer takes calls, but none of the fast path). A `2xx` without SDP is
+    /// [`ProbeError::NoDescription`], not an empty list: the peer has not said.
+    pub async fn probe(&self, number: &str, budget: Duration) -> Result<Vec<String>, ProbeError> {
+        let uri = format!("sip:{number}@{};user=phone", self.inner.shared.config.domain);
+        options::probe(&self.inner.shared, number, invite::Target { uri, addr: None }, budget).await
+    }
+
+    /// [`SipAgent::probe`] at a SIP URI found for `number` elsewhere, sent straight to `addr` as
+    /// [`SipAgent::call_uri`] sends its INVITE.
+    pub async fn probe_uri(&self, number: &str, uri: &str, addr: SocketAddr, budget: Duration) -> Result<Vec<String>, ProbeError> {
+        options::probe(&self.inner.shared, number, invite::Target { uri: uri.to_owned(), addr: Some(addr) }, budget).await
     }
 
     /// Un-REGISTERs every number (`Expires: 0`), hangs up the calls still up, and stops the

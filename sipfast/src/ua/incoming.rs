@@ -8,7 +8,8 @@
 //!   is one of our numbers, `488` without an SDP offer (the offer/answer of RFC 3264 must be
 //!   in the INVITE for the fast path), otherwise an [`Incoming`] on the channel. The server
 //!   transaction (100 Trying, 2xx retransmission, ACK, CANCEL with `487`) runs in its own task;
-//! - OPTIONS is answered `200` with Allow and Accept (§11.2);
+//! - OPTIONS is answered by `options`: `404` for a number not ours, else `200` with Allow,
+//!   Accept and our capability description (§11.2);
 //! - other methods get `405` with Allow (§8.2.1); a stray ACK is dropped (§17.2.3).
 
 use std::sync::Arc;
@@ -32,7 +33,8 @@ use super::stack::Shared;
 const ACK_WAIT: Duration = Duration::from_secs(40);
 /// How long an in-dialog request may wait for its dialog to be registered (see `find_dialog`).
 const DIALOG_GRACE: Duration = Duration::from_millis(500);
-const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+/// Methods we answer (RFC 3261 §20.5), in `405` and OPTIONS answers.
+pub(super) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
 
 /// An INVITE for one of our numbers, waiting to be accepted or rejected. Dropping it unanswered
 /// answers `480 Temporarily Unavailable`.
@@ -155,9 +157,7 @@ async fn route(shared: &Arc<Shared>, mut tx: Transaction, calls: &mpsc::Sender<I
     }
     match tx.original.method {
         Method::Invite => new_invite(shared, tx, calls).await,
-        Method::Options => {
-            tx.reply_with(StatusCode::OK, vec![Header::Allow(ALLOW.into()), Header::Accept("application/sdp".into())], None).await
-        }
+        Method::Options => super::options::answer(shared, tx).await,
         Method::Ack => Ok(()),
         _ => tx.reply_with(StatusCode::MethodNotAllowed, vec![Header::Allow(ALLOW.into())], None).await,
     }

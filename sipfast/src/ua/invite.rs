@@ -23,11 +23,28 @@ use super::stack::{Shared, Stack};
 /// the transaction); past it both go on in the background and the call is a timeout anyway.
 const CANCEL_GRACE: Duration = Duration::from_secs(4);
 
-/// Where an INVITE goes: the Request-URI, and the address it is sent to (`None`: the
-/// configured outbound proxy, or the SIP domain).
+/// Where an INVITE (or an OPTIONS probe) goes: the Request-URI, and the address it is sent to
+/// (`None`: the configured outbound proxy, or the SIP domain).
 pub(super) struct Target {
     pub uri: String,
     pub addr: Option<std::net::SocketAddr>,
+}
+
+impl Target {
+    /// The address and transport the request goes to: `addr` with UDP, or TCP for a
+    /// `;transport=tcp` URI (RFC 3261 §19.1.1); else the next hop of every request of ours.
+    // rsipstack's own error (over 128 bytes) travels back into rsipstack calls; boxing it gains nothing.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn destination(&self, shared: &Shared) -> Result<rsipstack::transport::SipAddr, rsipstack::Error> {
+        match self.addr {
+            Some(addr) => {
+                let tcp = self.uri.to_ascii_lowercase().contains(";transport=tcp");
+                let transport = if tcp { rsip::Transport::Tcp } else { rsip::Transport::Udp };
+                Ok(rsipstack::transport::SipAddr { r#type: Some(transport), ..rsipstack::transport::SipAddr::from(addr) })
+            }
+            None => shared.next_hop(),
+        }
+    }
 }
 
 /// [`super::SipAgent::call`]: one `info` line per call with the outcome and timing.
@@ -50,14 +67,7 @@ async fn place(shared: &Arc<Shared>, number: &str, target: Target, offer_sdp: &s
     }
     let domain = &shared.config.domain;
     let callee = rsip::Uri::try_from(target.uri.as_str()).map_err(protocol)?;
-    let destination = match target.addr {
-        Some(addr) => {
-            let transport =
-                if target.uri.to_ascii_lowercase().contains(";transport=tcp") { rsip::Transport::Tcp } else { rsip::Transport::Udp };
-            rsipstack::transport::SipAddr { r#type: Some(transport), ..rsipstack::transport::SipAddr::from(addr) }
-        }
-        None => shared.next_hop().map_err(protocol)?,
-    };
+    let destination = target.destination(shared).map_err(protocol)?;
     let (caller_user, credential) = shared.caller();
     let caller = rsip::Uri::try_from(format!("sip:{caller_user}@{domain}").as_str()).map_err(protocol)?;
     let contact = shared.contact(&caller_user, shared.sip_transport()).map_err(protocol)?;

@@ -10,5 +10,6 @@ mod agent_requests;
 mod kamailio_auth;
 mod kamailio_call;
 mod keepalive;
+mod options;
 mod sipp_registrar;
 mod sipp_uas;
