@@ -11,7 +11,8 @@
 //!   within [`RegistrarConfig::min_expires`] and [`RegistrarConfig::max_expires`]; bindings
 //!   kept behind the [`Locations`] trait ([`MemoryLocations`] here, the daemon's store there);
 //! - a transaction-stateful proxy (RFC 3261 §16) for everything else: INVITE and the other
-//!   requests to a registered number go to its contact with our Record-Route, in-dialog
+//!   requests to a registered number (OPTIONS too: a capability query reaches the number's
+//!   agent, RFC 3261 §11) go to its contact, INVITE (and SUBSCRIBE) with our Record-Route; in-dialog
 //!   requests follow their Route set through us, CANCEL follows its INVITE, `404` for unknown
 //!   numbers, `480` for configured ones that are not registered, OPTIONS to the registrar
 //!   itself answered `200`.

@@ -328,6 +328,40 @@ Content-Length: 0
     assert_eq!(status(&h.send(A, &elsewhere)[0]), 484);
 }
 
+/// A capability query for a number (issue 7 item 4) is routed as a call to it would be:
+/// forwarded to the binding without Record-Route (no dialog, RFC 3261 §16.6 step 4), its answer
+/// passed back with the SDP; `404` and `480` as for an INVITE (§11.2).
+#[test]
+fn options_for_a_number_go_to_its_binding_and_the_answer_comes_back() {
+    let mut h = harness(&[(B_NUMBER, None)]);
+    let options = |user: &str, branch: &str| {
+        invite(user, branch, "Accept: application/sdp\n")
+            .replace("INVITE", "OPTIONS")
+            .replace("Contact: <sip:+815012345678@127.0.0.1:5071>\n", "")
+    };
+    assert_eq!(status(&h.send(A, &options("+819099998888", "z9hG4bKo1"))[0]), 404);
+    assert_eq!(status(&h.send(A, &options(B_NUMBER, "z9hG4bKo2"))[0]), 480, "configured, not registered");
+    h.register_b();
+    let out = h.send(A, &options("050-8765-4321", "z9hG4bKo3"));
+    assert_eq!(out.len(), 1, "no 100 Trying for a non-INVITE request (§16.2)");
+    let fwd = text(&out[0]);
+    assert_eq!(out[0].to, udp(B));
+    assert!(fwd.starts_with(&format!("OPTIONS sip:{B_NUMBER}@{B} SIP/2.0\r\n")), "R-URI is the contact: {fwd}");
+    assert_eq!(header(&fwd, "Via").len(), 2);
+    assert_eq!(header(&fwd, "Max-Forwards"), vec!["69"]);
+    assert_eq!(header(&fwd, "Accept"), vec!["application/sdp"]);
+    assert!(header(&fwd, "Record-Route").is_empty(), "{fwd}");
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=application 0 TCP smtp http\r\n";
+    let head =
+        answer(&fwd, "200 OK", "Content-Type: application/sdp\n").replace("Content-Length: 0", &format!("Content-Length: {}", sdp.len()));
+    let described = format!("{}\r\n{sdp}", head.replace('\n', "\r\n"));
+    let ok = h.core.on_message(described.as_bytes(), udp(B), h.now);
+    assert_eq!((status(&ok[0]), ok[0].to), (200, udp(A)));
+    let reply = text(&ok[0]);
+    assert_eq!(header(&reply, "Via").len(), 1, "our Via is removed");
+    assert!(reply.ends_with(&format!("\r\n\r\n{sdp}")), "{reply}");
+}
+
 #[test]
 fn cancel_of_a_ringing_call_goes_downstream_and_487_comes_back() {
     let mut h = harness(&[]);

@@ -10,6 +10,7 @@ mod support;
 mod agents_call;
 mod cancel;
 mod late;
+mod options;
 mod raw;
 mod refusals;
 mod sipp;
