@@ -49,6 +49,12 @@ pub struct FastPath {
     /// Protocols offered and accepted over fast-path streams, in preference order.
     /// Default `["smtp"]`.
     pub protocols: Vec<String>,
+    /// Before the first INVITE to a number whose protocol the protocol table does not know,
+    /// ask its site with SIP OPTIONS (RFC 3261 §11) which protocols it accepts, within
+    /// `answer_budget`: one it lists is stored and the call skips `PROTOS?`; if it lists none
+    /// of ours, no INVITE is sent and the recipients are relayed (as after a `488`); if it does
+    /// not answer usefully (no answer, `405`, no SDP), the INVITE goes ahead. Default: true.
+    pub probe_options: bool,
     /// Keep the sending client's DATA reply waiting for the fast path's verdict (seed 004: the
     /// result is known at the time of sending). The message is spooled first. Default: true.
     pub inline: bool,
@@ -142,6 +148,7 @@ impl Default for FastPath {
             answer_budget: Span(Duration::from_secs(5)),
             preamble_timeout: Span(Duration::from_secs(10)),
             protocols: vec!["smtp".into()],
+            probe_options: true,
             inline: true,
             inline_budget: Span(Duration::from_secs(5)),
             max_sessions_per_number: 10,

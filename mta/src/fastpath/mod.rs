@@ -7,12 +7,14 @@
 //! - [`send`]: the sending side, used by the relay queue for `Fast` recipients; any failure
 //!   before the final `250` is reported so the queue can fall back to relay;
 //! - [`locate`]: where a number's INVITE goes (proxy, ENUM, static map);
+//! - [`probe`]: OPTIONS before the first INVITE to a number, to learn its protocols;
 //! - [`sessions`]: open sessions per number, reused for the next message until idle;
 //! - [`inline`]: the SMTP session's own attempt, whose verdict becomes its DATA reply;
 //! - [`receive`]: the receiving side.
 
 pub mod inline;
 pub mod locate;
+pub mod probe;
 pub mod receive;
 pub mod send;
 pub mod sessions;
@@ -101,6 +103,8 @@ pub async fn start(config: &Arc<Config>, store: &Store) -> Result<Option<Started
     };
     sip.proxy = Some(fp.proxy);
     sip.numbers = numbers;
+    // Our answer to OPTIONS describes what receive.rs accepts (RFC 3261 §11.2).
+    sip.protocols = fp.protocols.clone();
     sip.user_agent = format!("sipmta/{}", env!("CARGO_PKG_VERSION"));
     let registered: Vec<String> = sip.numbers.iter().map(|n| n.user.clone()).collect();
     let (agent, incoming) = SipAgent::start(sip).await.context("starting the SIP user agent")?;

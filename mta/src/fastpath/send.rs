@@ -1,4 +1,5 @@
 //! The sending side of the fast path (DESIGN.md "Sender (UAC)"; seed 004 steps T201-T207):
+//! OPTIONS first when the protocol table does not know the number ([`super::probe`]), then
 //! offer SDP, INVITE the number within the answer budget, get the stream (connect, or wait
 //! for the callee to connect when it is behind NAT), FP/1 (skipping `PROTOS?` when the
 //! protocol table knows the number), then the same outbound SMTP transaction as relay.
@@ -18,6 +19,7 @@ use tracing::{debug, info};
 
 use super::FastPath;
 use super::locate::{Target, locate};
+use super::probe;
 use super::sessions::Session;
 use crate::config::MediaRole;
 use crate::relay::outbound::{BoxIo, Connection, Failure, OpenOptions, Outcome, Timeouts, TlsPolicy, Txn};
@@ -79,9 +81,12 @@ pub async fn deliver(fp: &FastPath, tel: &str, txn: &Txn<'_>) -> Attempt {
     }
 }
 
-/// Set up a new session to `tel`: INVITE, stream, FP/1, SMTP greeting and EHLO.
+/// Set up a new session to `tel`: OPTIONS if its protocol is unknown, INVITE, stream, FP/1,
+/// SMTP greeting and EHLO.
 async fn open(fp: &FastPath, tel: &str) -> Result<Session, String> {
     let cfg = &fp.config.fastpath;
+    let target = locate(&cfg.locators, &fp.static_map, &cfg.enum_suffix, &fp.resolver, tel).await?;
+    probe::before_invite(fp, tel, &target).await?;
     let token = Token::generate().map_err(|_| "no randomness for the FP/1 token".to_owned())?;
     let protocols: Vec<&str> = cfg.protocols.iter().map(String::as_str).collect();
     // The passive side listens before its SDP goes out (RFC 4145): register the token first.
@@ -91,7 +96,6 @@ async fn open(fp: &FastPath, tel: &str) -> Result<Session, String> {
         }
         MediaRole::Active => (Offer::dial_out(fp.advertise, &protocols, token), None),
     };
-    let target = locate(&cfg.locators, &fp.static_map, &cfg.enum_suffix, &fp.resolver, tel).await?;
     let call = match &target {
         Target::Proxy => fp.agent.call(tel, &offer.encode(), cfg.answer_budget.0).await,
         Target::Direct { uri, addr, via } => {

@@ -42,7 +42,8 @@ fn enum_names_the_sip_uri_to_call() {
         format!("--naptr-record=2.2.2.2.2.2.2.2.0.5.1.8.e164.example,100,10,U,E2U+sip,!^\\+81(.*)$!sip:+81\\1@sip-b.example:{port}!"),
         "--host-record=sip-b.example,127.0.0.1".into(),
     ]);
-    let a = caller("locators = [\"enum\"]\nenum_suffix = \"e164.example\"", Some(&dns), None);
+    // sipp answers INVITEs only: no OPTIONS first (the static map test below has them).
+    let a = caller("locators = [\"enum\"]\nenum_suffix = \"e164.example\"\nprobe_options = false", Some(&dns), None);
     let t = mail(&a, "found in ENUM");
     assert!(t.contains("via fast path to +815022222222"), "{t}");
     assert!(peer.finish().contains("RCPT TO:<bob@b.example>"));
@@ -70,6 +71,8 @@ fn a_static_map_calls_the_destination_directly() {
     let t = mail(&a, "from the static map");
     assert!(t.contains("via fast path to +815022222222"), "{t}");
     b.wait_mailbox("b.example/bob", 1);
+    // B's agent was asked directly too, before the INVITE (issue 7 item 4).
+    assert!(a.log().contains("protocol learned from OPTIONS"), "{}", a.log());
 }
 
 #[test]

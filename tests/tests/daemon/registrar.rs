@@ -1,6 +1,7 @@
 //! The built-in SIP registrar/proxy (issue 6): two sipmta sites exchange mail by fast path
 //! with one of them as the registrar and no other software, registrations survive a restart
-//! of the registrar's daemon, and a foreign user agent (sipp) registered with it takes a call.
+//! of the registrar's daemon, and a foreign user agent (sipp) registered with it takes a call
+//! (after refusing the OPTIONS its proxy forwarded, which does not stop the call).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -125,7 +126,10 @@ fn a_foreign_user_agent_registered_with_it_takes_the_call() {
     let a = a_with_registrar(port);
     let peer = StreamPeer::start(Script::Deliver);
     let sdp = format!("m=application {} TCP smtp\na=setup:passive\na=connection:new\na=fp-token:[$token]", peer.port);
-    let sipp = Sipp::start("uas_answer_sdp.xml", &[("__SDP__", &sdp)], &[]);
+    // It does not do OPTIONS (405): A asks first through the proxy, then calls all the same.
+    let replace =
+        [("__OPTIONS_STATUS__", "405 Method Not Allowed"), ("__OPTIONS_BODY__", "Content-Length: 0\n"), ("__SDP__", sdp.as_str())];
+    let sipp = Sipp::start_calls("uas_options_then_answer.xml", &replace, &[], 2);
     register(registrar, "+815033333333", sipp.addr);
     route(&a, "c.example", "050-3333-3333");
     let out = a.swaks(&["--to", "carol@c.example", "--from", "alice@a.example", "--h-Subject", "to a foreign agent"]);
@@ -135,4 +139,6 @@ fn a_foreign_user_agent_registered_with_it_takes_the_call() {
     assert!(seen.contains("RCPT TO:<carol@c.example>"), "{seen}");
     let messages = sipp.passed();
     assert!(messages.contains("Record-Route:"), "the INVITE came through the registrar's proxy: {messages}");
+    assert!(messages.contains("OPTIONS sip:+815033333333@"), "so did the OPTIONS before it: {messages}");
+    assert!(a.log().contains("outcome=\"rejected\" code=405"), "{}", a.log());
 }
