@@ -19,6 +19,7 @@ mod learning;
 mod lifecycle;
 mod limits;
 mod locators;
+mod options;
 mod registrar;
 mod relay;
 mod relay_mx;
