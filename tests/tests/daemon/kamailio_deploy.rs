@@ -1,6 +1,7 @@
 //! deploy/kamailio.cfg, the production registrar/proxy (issue 6 item 3), tested like the
 //! reference config: it passes Kamailio's own check with the example users file; two sipmta
-//! sites with their own digest passwords register through it and exchange mail by fast path;
+//! sites with their own digest passwords register through it, ask each other with OPTIONS
+//! (authenticated like their INVITEs) and exchange mail by fast path;
 //! a site with a wrong password is refused (and mail for its number is relayed); and a number
 //! that authenticates cannot register another number (403).
 
@@ -103,6 +104,14 @@ fn two_sites_with_their_own_passwords_exchange_mail_through_it() {
     let id = send(&b, "alice@a.example", "and back");
     a.wait_mailbox("a.example/alice", 1);
     wait_history(&b, &id, "delivered via fast path to +815011111111");
+    // Before each first call, each site asked the other with OPTIONS: challenged and
+    // authenticated as the INVITE is, then routed to the registered number's agent.
+    for (site, log) in [("A", a.log()), ("B", b.log())] {
+        assert!(
+            log.contains("outcome=\"answered\" protocols=[\"smtp\"]") && log.contains("protocol learned from OPTIONS"),
+            "{site}:\n{log}"
+        );
+    }
     let log = kam.log();
     assert!(!log.contains("auth failed") && !log.contains("forbidden:") && !log.contains(" ERROR: "), "{log}");
 }
