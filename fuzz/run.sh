@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(data_decoder smtp_command smtp_session config dsn_parse rules_scan sdp fp1)
+[ ${#targets[@]} -gt 0 ] || targets=(data_decoder smtp_command smtp_session config dsn_parse mdn rules_scan sdp fp1)
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
