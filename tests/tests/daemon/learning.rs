@@ -100,6 +100,38 @@ impl Site<'_> {
     }
 }
 
+/// Site A (a.example, 050-1111-1111): runs the registrar (`registrar_listen`) on `registrar`,
+/// and its users submit from 127.0.0.1, which it trusts.
+fn site_a<'a>(registrar_listen: &'a str, registrar: u16, smtp: u16, b_smtp: u16) -> Site<'a> {
+    Site {
+        domain: "a.example",
+        number: "050-1111-1111",
+        smtp,
+        registrar: registrar_listen,
+        proxy: registrar,
+        peer_domain: "b.example",
+        peer_smtp: b_smtp,
+        top: "trusted_networks = [\"127.0.0.1/32\"]",
+        tables: "",
+    }
+}
+
+/// Site B (b.example, 050-2222-2222) for `a`: registers with A's registrar and trusts nobody,
+/// so everything A sends it is mail from another site.
+fn site_b<'a>(a: &Site<'a>, smtp: u16, tables: &'a str) -> Site<'a> {
+    Site {
+        domain: "b.example",
+        number: "050-2222-2222",
+        smtp,
+        registrar: "enabled = false",
+        proxy: a.proxy,
+        peer_domain: "a.example",
+        peer_smtp: a.smtp,
+        top: "",
+        tables,
+    }
+}
+
 /// Submit with the DSN parameters (swaks has none): `NOTIFY=SUCCESS,FAILURE`.
 fn submit(to: &Daemon, from: &str, rcpt: &str, subject: &str) -> String {
     let (mut c, greeting) = Raw::connect(to.smtp);
@@ -141,30 +173,9 @@ fn inject(d: &Daemon, source: &str, from: &str, rcpt: &str, message: &str) -> St
 #[test]
 fn two_sites_learn_each_others_numbers_and_the_second_message_goes_fast() {
     let (a_smtp, b_smtp, registrar) = (free_port(), free_port(), free_port());
-    // A runs the registrar; its users submit from loopback (trusted). B trusts nobody, so
-    // everything A sends it is mail from another site.
-    let a = Site {
-        domain: "a.example",
-        number: "050-1111-1111",
-        smtp: a_smtp,
-        registrar: &format!("listen = \"127.0.0.1:{registrar}\""),
-        proxy: registrar,
-        peer_domain: "b.example",
-        peer_smtp: b_smtp,
-        top: "trusted_networks = [\"127.0.0.1/32\"]",
-        tables: "",
-    };
-    let b = Site {
-        domain: "b.example",
-        number: "050-2222-2222",
-        smtp: b_smtp,
-        registrar: "enabled = false",
-        proxy: registrar,
-        peer_domain: "a.example",
-        peer_smtp: a_smtp,
-        top: "",
-        tables: "[local]\nsend_mdn = true",
-    };
+    let listen = format!("listen = \"127.0.0.1:{registrar}\"");
+    let a = site_a(&listen, registrar, a_smtp, b_smtp);
+    let b = site_b(&a, b_smtp, "[local]\nsend_mdn = true");
     // The DNS server's port is needed in the configs, the keys' records in the DNS server.
     let dns_port = free_port();
     let dns_addr: SocketAddr = ([127, 0, 0, 1], dns_port).into();
@@ -226,19 +237,9 @@ fn two_sites_learn_each_others_numbers_and_the_second_message_goes_fast() {
 #[test]
 fn forged_claims_are_not_learned_and_change_nothing() {
     let (a_smtp, b_smtp, registrar) = (free_port(), free_port(), free_port());
-    let a = Site {
-        domain: "a.example",
-        number: "050-1111-1111",
-        smtp: a_smtp,
-        registrar: &format!("listen = \"127.0.0.1:{registrar}\""),
-        proxy: registrar,
-        peer_domain: "b.example",
-        peer_smtp: b_smtp,
-        top: "trusted_networks = [\"127.0.0.1/32\"]",
-        tables: "",
-    };
-    let b = Site { registrar: "enabled = false", top: "", peer_domain: "a.example", peer_smtp: a_smtp, smtp: b_smtp, ..a };
-    let b = Site { domain: "b.example", number: "050-2222-2222", ..b };
+    let listen = format!("listen = \"127.0.0.1:{registrar}\"");
+    let a = site_a(&listen, registrar, a_smtp, b_smtp);
+    let b = site_b(&a, b_smtp, "");
     let dns_port = free_port();
     let dns_addr: SocketAddr = ([127, 0, 0, 1], dns_port).into();
     let (a_dir, a_config, a_record) = a.prepare(dns_addr);
@@ -304,29 +305,10 @@ fn an_spf_proven_number_is_learned_then_expires() {
 #[test]
 fn the_callers_number_proves_a_claim_only_where_the_sip_server_is_trusted_to_check_it() {
     let (a_smtp, b_smtp, c_smtp, registrar) = (free_port(), free_port(), free_port(), free_port());
-    let a = Site {
-        domain: "a.example",
-        number: "050-1111-1111",
-        smtp: a_smtp,
-        registrar: &format!("listen = \"127.0.0.1:{registrar}\""),
-        proxy: registrar,
-        peer_domain: "b.example",
-        peer_smtp: b_smtp,
-        top: "trusted_networks = [\"127.0.0.1/32\"]",
-        tables: "",
-    };
+    let listen = format!("listen = \"127.0.0.1:{registrar}\"");
+    let a = site_a(&listen, registrar, a_smtp, b_smtp);
     // No DNS answers here: neither DKIM nor SPF can prove anything, only the call.
-    let b = Site {
-        domain: "b.example",
-        number: "050-2222-2222",
-        smtp: b_smtp,
-        registrar: "enabled = false",
-        top: "",
-        tables: "[learning]\ntrust_sip_identity = true",
-        peer_domain: "a.example",
-        peer_smtp: a_smtp,
-        ..a
-    };
+    let b = site_b(&a, b_smtp, "[learning]\ntrust_sip_identity = true");
     let c = Site { domain: "c.example", number: "050-3333-3333", smtp: c_smtp, tables: "", ..b };
     let nowhere: SocketAddr = ([127, 0, 0, 1], 9).into();
     let (a, b, c) = (a.prepare(nowhere), b.prepare(nowhere), c.prepare(nowhere));
