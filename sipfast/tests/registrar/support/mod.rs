@@ -1,7 +1,7 @@
 //! Support for the registrar tests: the registrar on a free loopback port, agents configured
-//! against it, raw SIP over UDP and TCP, and sipp as a foreign user agent (tests/common/sipp.rs, shared with
-//! the ua tests). Everything waits on conditions (a bound port, an answer, an
-//! exit), never on fixed sleeps.
+//! against it, raw SIP over UDP and TCP, and sipp as a foreign user agent
+//! (tests/common/sipp.rs, shared with the ua tests). Everything waits on conditions (a bound
+//! port, an answer, an exit), never on fixed sleeps.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
