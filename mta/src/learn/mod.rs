@@ -156,8 +156,9 @@ impl Learner {
         if !self.config.learning.learn {
             return None;
         }
-        let plan = self.store.number_plan(&self.config.routing.country_code).ok()?;
-        match claim::read(message, &plan) {
+        // The live tables carry the number plan: no store read per message.
+        let tables = self.routing.tables();
+        match claim::read(message, tables.plan()) {
             Ok(c) => c,
             Err(e) => {
                 info!(queue_id = %id, reason = %e, "announced number ignored");

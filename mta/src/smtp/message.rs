@@ -158,7 +158,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Some((learner, claim, arrival, copy)) if inline.is_none() => {
                         let accepted = self.ctx.accepted.clone();
                         tokio::spawn(async move {
-                            learner.check(&arrival, &copy, &claim).await;
+                            // In a task of its own, so that even a panic in the check (it
+                            // parses untrusted mail) cannot leave the message undelivered.
+                            let check = tokio::spawn(async move { learner.check(&arrival, &copy, &claim).await });
+                            if let Err(e) = check.await {
+                                error!(queue_id = %id, error = %e, "the check of an announced number failed; delivering anyway");
+                            }
                             let _ = accepted.send(id);
                         });
                     }
