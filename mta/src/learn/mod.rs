@@ -75,17 +75,6 @@ pub struct Arrival {
     pub sip_caller: Option<String>,
 }
 
-/// One address learned (or not), for the history and the tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Learned {
-    /// The address.
-    pub address: String,
-    /// The number.
-    pub tel: E164,
-    /// The proof, in words.
-    pub proof: String,
-}
-
 /// Checks claims and writes the learned table.
 ///
 /// It also holds what the site puts on mail leaving it ([`Learner::stamp`]): our number and
@@ -170,28 +159,24 @@ impl Learner {
 
     /// Check `claim` and learn what it proves, within `learning.check_timeout`. Each outcome
     /// is logged and written to the message's history.
-    pub async fn check(&self, arrival: &Arrival, message: &[u8], claim: &Claim) -> Vec<Learned> {
+    pub async fn check(&self, arrival: &Arrival, message: &[u8], claim: &Claim) {
         let budget = self.config.learning.check_timeout.0;
         let proven = match tokio::time::timeout(budget, self.prove(arrival, message, claim)).await {
             Ok(Ok(p)) => p,
             Ok(Err(why)) => {
                 info!(queue_id = %arrival.id, tel = %claim.tel, reason = %why, "announced number not learned");
                 let _ = self.store.record(arrival.id, None, format!("announced number {} not learned: {why}", claim.tel));
-                return Vec::new();
+                return;
             }
             Err(_) => {
                 warn!(queue_id = %arrival.id, tel = %claim.tel, budget = ?budget, "announced number not learned: the check took too long");
                 let _ = self.store.record(arrival.id, None, format!("announced number {} not learned: check timed out", claim.tel));
-                return Vec::new();
+                return;
             }
         };
-        let mut learned = Vec::new();
         for (address, proof) in proven {
-            if let Some(l) = self.remember(arrival.id, &address, &claim.tel, &proof) {
-                learned.push(l);
-            }
+            self.remember(arrival.id, &address, &claim.tel, &proof);
         }
-        learned
     }
 
     /// The addresses the claim is proven for, with the proof; or why none.
@@ -269,12 +254,11 @@ impl Learner {
     }
 
     /// Store one proven address, unless an operator's table already routes it or it is ours.
-    fn remember(&self, id: QueueId, address: &str, tel: &E164, proof: &str) -> Option<Learned> {
+    fn remember(&self, id: QueueId, address: &str, tel: &E164, proof: &str) {
         let domain = sipmta_rules::domain_of(address).unwrap_or_default();
         let skip = |why: String| {
             info!(queue_id = %id, address, tel = %tel, reason = %why, "announced number not learned");
             let _ = self.store.record(id, None, format!("announced number {tel} for {address} not learned: {why}"));
-            None
         };
         if self.config.is_local_domain(domain) {
             return skip("the address is in one of our own domains".into());
@@ -285,22 +269,20 @@ impl Learner {
         {
             return skip(format!("the operator's tables decide it ({})", d.evidence));
         }
-        let learned = Learned { address: address.to_owned(), tel: tel.clone(), proof: proof.to_owned() };
         match self.store.learned_entry(address) {
             Ok(Some(old)) if old.tel == *tel && now().saturating_sub(old.at) < REFRESH => {
                 debug!(queue_id = %id, address, tel = %tel, "announced number already learned");
-                return Some(learned);
+                return;
             }
             _ => {}
         }
         let evidence = format!("{proof} (message {id})");
         if let Err(e) = self.store.learn(address, tel.clone(), &evidence) {
             warn!(queue_id = %id, address, error = %e, "cannot store a learned number");
-            return None;
+            return;
         }
         info!(queue_id = %id, address, tel = %tel, proof, "number learned");
         let _ = self.store.record(id, Some(address), format!("learned {tel} for {address}: {proof}"));
-        Some(learned)
     }
 }
 
