@@ -177,12 +177,11 @@ fn two_sites_learn_each_others_numbers_and_the_second_message_goes_fast() {
     let a = site_a(&listen, registrar, a_smtp, b_smtp);
     let b = site_b(&a, b_smtp, "[local]\nsend_mdn = true");
     // The DNS server's port is needed in the configs, the keys' records in the DNS server.
-    let dns_port = free_port();
-    let dns_addr: SocketAddr = ([127, 0, 0, 1], dns_port).into();
+    let dns_addr = Dns::address();
     let (a_dir, a_config, a_record) = a.prepare(dns_addr);
     let (b_dir, b_config, b_record) = b.prepare(dns_addr);
-    let _dns = Dns::start_on(
-        dns_port,
+    let _dns = Dns::start_at(
+        dns_addr,
         &[
             txt("s1._domainkey.a.example", &a_record),
             txt("s1._domainkey.b.example", &b_record),
@@ -240,11 +239,10 @@ fn forged_claims_are_not_learned_and_change_nothing() {
     let listen = format!("listen = \"127.0.0.1:{registrar}\"");
     let a = site_a(&listen, registrar, a_smtp, b_smtp);
     let b = site_b(&a, b_smtp, "");
-    let dns_port = free_port();
-    let dns_addr: SocketAddr = ([127, 0, 0, 1], dns_port).into();
+    let dns_addr = Dns::address();
     let (a_dir, a_config, a_record) = a.prepare(dns_addr);
     let (b_dir, b_config, _) = b.prepare(dns_addr);
-    let _dns = Dns::start_on(dns_port, &[txt("s1._domainkey.a.example", &a_record), txt("a.example", "v=spf1 ip4:127.0.0.1 -all")]);
+    let _dns = Dns::start_at(dns_addr, &[txt("s1._domainkey.a.example", &a_record), txt("a.example", "v=spf1 ip4:127.0.0.1 -all")]);
     let a = Daemon::start_with(a_dir, a_config);
     let b = Daemon::start_with(b_dir, b_config);
     // A genuine signed message first: B learns alice's number.

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::{require, wait_for};
 
@@ -72,19 +73,32 @@ impl Dns {
     /// `records` are dnsmasq options such as `--mx-host=remote.example,mx1.remote.example,10`
     /// and `--host-record=mx1.remote.example,127.0.0.1`. Everything else is NXDOMAIN.
     pub fn start(records: &[String]) -> Dns {
-        // The probe socket is closed before dnsmasq binds the port.
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Dns::start_on(port, records)
+        Dns::start_at(Dns::address(), records)
     }
 
-    /// [`Dns::start`] on a port chosen beforehand (for configs written before it starts).
-    pub fn start_on(port: u16, records: &[String]) -> Dns {
+    /// A free address for a DNS server, for configs written before it starts. Each server gets
+    /// its own loopback address (127.0.53.n, all of 127/8 is local on Linux): on 127.0.0.1 a
+    /// port found free could be taken, before dnsmasq binds it, by another test's connection.
+    pub fn address() -> SocketAddr {
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        let ip = std::net::Ipv4Addr::new(127, 0, 53, NEXT.fetch_add(1, Ordering::Relaxed));
+        loop {
+            let udp = UdpSocket::bind((ip, 0)).unwrap();
+            let addr = udp.local_addr().unwrap();
+            if TcpListener::bind(addr).is_ok() {
+                return addr;
+            }
+        }
+    }
+
+    /// [`Dns::start`] on an address from [`Dns::address`].
+    pub fn start_at(addr: SocketAddr, records: &[String]) -> Dns {
         require("dnsmasq");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut child = Command::new("dnsmasq")
-            .args(["--keep-in-foreground", "--conf-file=/dev/null", "--pid-file=", "--listen-address=127.0.0.1", "--bind-interfaces"])
+            .args(["--keep-in-foreground", "--conf-file=/dev/null", "--pid-file=", "--bind-interfaces"])
+            .arg(format!("--listen-address={}", addr.ip()))
             .args(["--no-resolv", "--no-hosts", "--local=/#/"])
-            .arg(format!("--port={port}"))
+            .arg(format!("--port={}", addr.port()))
             .args(records)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
