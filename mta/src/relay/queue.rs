@@ -87,7 +87,10 @@ pub async fn run(ctx: Arc<RelayCtx>, mut wake: mpsc::UnboundedReceiver<QueueId>,
     for env in ctx.store.queue() {
         match env {
             Ok(env) => {
-                schedule.set(env.id, next_due(&env, &relay));
+                // Every recipient finished but still spooled: the process died between
+                // recording the last result and removing the message. An attempt now finds
+                // nothing to send and removes it.
+                schedule.set(env.id, Some(next_due(&env, &relay).unwrap_or(0)));
                 count += 1;
             }
             Err(e) => error!(error = %e, "unreadable queue entry skipped"),

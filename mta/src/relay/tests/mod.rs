@@ -369,3 +369,36 @@ async fn smarthost_auth_good_and_bad_passwords() {
         s.stop().await;
     }
 }
+
+/// A process killed between recording a message's last result and removing it leaves a
+/// spooled message with nothing to do; the queue manager removes it at the next start instead
+/// of keeping it in the queue forever (found by the crash test under load).
+#[tokio::test]
+async fn a_finished_message_left_in_the_spool_by_a_crash_is_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let (store, _) = sipmta_store::Store::open(dir.path()).unwrap();
+        let mut rcpt = sipmta_store::Recipient::new("bob@remote.example", sipmta_rules::Route::Relay);
+        rcpt.state = RcptState::Relayed;
+        let env = sipmta_store::Envelope {
+            id: QueueId(0),
+            received: sipmta_store::now(),
+            sender: "alice@localhost".into(),
+            env_id: None,
+            ret: None,
+            body: sipmta_store::Body::SevenBit,
+            smtputf8: false,
+            size: BODY.len() as u64,
+            origin: sipmta_store::Origin::default(),
+            recipients: vec![rcpt],
+        };
+        let id = store.accept(env, BODY.as_bytes().to_vec()).await.unwrap();
+        store.commit().await.unwrap();
+        id
+    };
+    let s = crate::testutil::start_in(dir, site).await;
+    let store = s.store.clone();
+    eventually("the finished message to leave the spool", || store.queue_len() == 0).await;
+    assert!(store.envelope(id).unwrap().is_none());
+    s.stop().await;
+}
