@@ -2,6 +2,12 @@
 //! into `new/`, fsync the directory. A message is in the mailbox exactly when its name appears
 //! in `new/`, so a crash never leaves half a message for the reader.
 //!
+//! The name is made from the queue id and the recipient's index (the Maildir description only
+//! asks for a name unique on the host): a process killed after the rename but before the result
+//! was recorded tries the delivery again after its restart, finds the name in `new/` (or in
+//! `cur/` with the `:2,` info of a message not yet flagged) and reports it delivered instead of
+//! adding a second copy.
+//!
 //! Layout: `<root>/<domain>/<localpart>/{tmp,new,cur}`, both lower-cased. Lines are stored with
 //! LF endings as Maildir readers (Dovecot, mutt) expect, after a `Return-Path` (RFC 5321 §4.4)
 //! and a `Delivered-To` header.
@@ -10,12 +16,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::smtp::rcpt::is_safe_local_part;
-
-static DELIVERIES: AtomicU64 = AtomicU64::new(0);
 
 /// The mailbox directory for an address, or an error when the address cannot name one safely.
 pub fn mailbox_dir(root: &Path, address: &str) -> io::Result<PathBuf> {
@@ -31,20 +33,38 @@ pub fn mailbox_dir(root: &Path, address: &str) -> io::Result<PathBuf> {
     Ok(root.join(domain.trim_end_matches('.').to_lowercase()).join(local.to_lowercase()))
 }
 
-/// Deliver one copy; returns the path of the new file.
-pub fn deliver(root: &Path, address: &str, sender: &str, message: &[u8], hostname: &str) -> io::Result<PathBuf> {
+/// Where [`deliver`] left the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub path: PathBuf,
+    /// Found from an earlier attempt whose result was never recorded: nothing was written.
+    pub earlier: bool,
+}
+
+/// Deliver one copy of message `key` (queue id and recipient index, unique on this host).
+pub fn deliver(root: &Path, address: &str, sender: &str, message: &[u8], hostname: &str, key: &str) -> io::Result<Delivered> {
     let dir = mailbox_dir(root, address)?;
     for sub in ["tmp", "new", "cur"] {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join(sub))?;
     }
-    let name = unique_name(hostname);
-    let tmp = dir.join("tmp").join(&name);
+    let name = file_name(key, hostname);
     let new = dir.join("new").join(&name);
+    for seen in [new.clone(), dir.join("cur").join(format!("{name}:2,"))] {
+        if seen.exists() {
+            return Ok(Delivered { path: seen, earlier: true });
+        }
+    }
+    let tmp = dir.join("tmp").join(&name);
+    // Left by an attempt killed while writing: that copy was never in the mailbox.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let result = write_file(&tmp, address, sender, message).and_then(|()| fs::rename(&tmp, &new)).and_then(|()| sync_dir(&dir.join("new")));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map(|()| new)
+    result.map(|()| Delivered { path: new, earlier: false })
 }
 
 fn write_file(path: &Path, address: &str, sender: &str, message: &[u8]) -> io::Result<()> {
@@ -61,13 +81,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// `time.MusecPpidQn.host` as the Maildir description recommends; `/` and `:` in the host
-/// name are escaped as it says.
-fn unique_name(hostname: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let n = DELIVERIES.fetch_add(1, Ordering::Relaxed);
-    let host = hostname.replace('/', "\\057").replace(':', "\\072");
-    format!("{}.M{}P{}Q{n}.{host}", now.as_secs(), now.subsec_micros(), std::process::id())
+/// `key.host`, with `/` and `:` in the host name escaped as the Maildir description says (and
+/// in the key, which callers make from a queue id and an index).
+fn file_name(key: &str, hostname: &str) -> String {
+    let escape = |s: &str| s.replace('/', "\\057").replace(':', "\\072");
+    format!("{}.{}", escape(key), escape(hostname))
 }
 
 /// Copy with CRLF turned into LF (the spool holds canonical CRLF only).
@@ -89,9 +107,10 @@ mod tests {
     #[test]
     fn delivers_into_new_with_return_path() {
         let root = tempfile::tempdir().unwrap();
-        let path = deliver(root.path(), "Alice@LocalHost", "bob@example.org", b"Subject: hi\r\n\r\nbody\r\n", "mx/1:2").unwrap();
+        let path =
+            deliver(root.path(), "Alice@LocalHost", "bob@example.org", b"Subject: hi\r\n\r\nbody\r\n", "mx/1:2", "1A.0").unwrap().path;
         assert!(path.starts_with(root.path().join("localhost/alice/new")));
-        assert!(path.to_string_lossy().ends_with(".mx\\0571\\0722"));
+        assert!(path.to_string_lossy().ends_with("/new/1A.0.mx\\0571\\0722"), "{}", path.display());
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text, "Return-Path: <bob@example.org>\nDelivered-To: Alice@LocalHost\nSubject: hi\n\nbody\n");
         assert_eq!(fs::read_dir(root.path().join("localhost/alice/tmp")).unwrap().count(), 0);
@@ -99,19 +118,39 @@ mod tests {
     }
 
     #[test]
-    fn null_sender_and_unique_names() {
+    fn null_sender_and_one_file_per_key() {
         let root = tempfile::tempdir().unwrap();
-        let a = deliver(root.path(), "x@localhost", "", b"a\r\n", "h").unwrap();
-        let b = deliver(root.path(), "x@localhost", "", b"b\r\n", "h").unwrap();
-        assert_ne!(a, b);
-        assert!(fs::read_to_string(a).unwrap().starts_with("Return-Path: <>\n"));
+        let a = deliver(root.path(), "x@localhost", "", b"a\r\n", "h", "1A.0").unwrap();
+        let b = deliver(root.path(), "x@localhost", "", b"b\r\n", "h", "1A.1").unwrap();
+        assert_ne!(a.path, b.path);
+        assert!(!a.earlier && !b.earlier);
+        assert!(fs::read_to_string(&a.path).unwrap().starts_with("Return-Path: <>\n"));
+    }
+
+    #[test]
+    fn a_delivery_repeated_after_a_crash_adds_no_second_copy() {
+        let root = tempfile::tempdir().unwrap();
+        let first = deliver(root.path(), "x@localhost", "", b"a\r\n", "h", "1A.0").unwrap();
+        let again = deliver(root.path(), "x@localhost", "", b"a\r\n", "h", "1A.0").unwrap();
+        assert_eq!(again, Delivered { path: first.path.clone(), earlier: true });
+        assert_eq!(fs::read_dir(root.path().join("localhost/x/new")).unwrap().count(), 1);
+        // Read by a client meanwhile (moved to cur/ with empty flags): still found.
+        let cur = root.path().join("localhost/x/cur/1A.0.h:2,");
+        fs::rename(&first.path, &cur).unwrap();
+        assert_eq!(deliver(root.path(), "x@localhost", "", b"a\r\n", "h", "1A.0").unwrap(), Delivered { path: cur, earlier: true });
+        // A half-written copy left in tmp/ by a killed attempt is replaced, not an obstacle.
+        fs::write(root.path().join("localhost/x/tmp/1A.1.h"), "partial").unwrap();
+        let other = deliver(root.path(), "x@localhost", "", b"b\r\n", "h", "1A.1").unwrap();
+        assert!(!other.earlier);
+        assert_eq!(fs::read_to_string(other.path).unwrap(), "Return-Path: <>\nDelivered-To: x@localhost\nb\n");
+        assert_eq!(fs::read_dir(root.path().join("localhost/x/tmp")).unwrap().count(), 0);
     }
 
     #[test]
     fn unsafe_addresses_never_become_paths() {
         let root = tempfile::tempdir().unwrap();
         for bad in ["../x@localhost", "x@../etc", "a/b@localhost", "x@", "nodomain", ".hidden@localhost"] {
-            assert!(deliver(root.path(), bad, "", b"x", "h").is_err(), "{bad}");
+            assert!(deliver(root.path(), bad, "", b"x", "h", "1A.0").is_err(), "{bad}");
         }
     }
 }

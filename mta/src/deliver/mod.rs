@@ -55,11 +55,13 @@ pub async fn deliver_message(config: &Config, store: &Store, id: QueueId) -> Vec
         }
         let (root, address, sender, msg, host) =
             (root.clone(), rcpt.address.clone(), env.sender.clone(), message.clone(), config.hostname.clone());
-        let result = tokio::task::spawn_blocking(move || maildir::deliver(&root, &address, &sender, &msg, &host)).await;
+        let key = format!("{id}.{index}");
+        let result = tokio::task::spawn_blocking(move || maildir::deliver(&root, &address, &sender, &msg, &host, &key)).await;
         let (state, text) = match result {
-            Ok(Ok(path)) => {
-                info!(queue_id = %id, rcpt = %rcpt.address, route = "local", result = "delivered", path = %path.display(), "delivery");
-                (RcptState::Delivered, format!("delivered to maildir {}", path.display()))
+            Ok(Ok(maildir::Delivered { path, earlier })) => {
+                let text = if earlier { "found in maildir (delivered before a restart)" } else { "delivered to maildir" };
+                info!(queue_id = %id, rcpt = %rcpt.address, route = "local", result = "delivered", path = %path.display(), earlier, "delivery");
+                (RcptState::Delivered, format!("{text} {}", path.display()))
             }
             Ok(Err(e)) => {
                 warn!(queue_id = %id, rcpt = %rcpt.address, route = "local", result = "deferred", error = %e, "delivery");
