@@ -9,6 +9,7 @@ mod support;
 
 mod auth_tls;
 mod crash;
+mod crash_load;
 mod delivery;
 mod demo;
 mod dkim;

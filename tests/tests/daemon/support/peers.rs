@@ -54,6 +54,11 @@ impl Sink {
         files.sort();
         files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect()
     }
+
+    /// The directory the dumps are written to.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
 }
 
 impl Drop for Sink {

@@ -14,12 +14,18 @@ pub struct Raw {
 impl Raw {
     /// Connect and read the greeting.
     pub fn connect(addr: SocketAddr) -> (Raw, String) {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let writer = stream.try_clone().unwrap();
+        Raw::try_connect(addr, Duration::from_secs(10)).unwrap()
+    }
+
+    /// [`Raw::connect`] with a read timeout, reporting a refused connection (a daemon being
+    /// restarted).
+    pub fn try_connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<(Raw, String)> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let writer = stream.try_clone()?;
         let mut raw = Raw { reader: BufReader::new(stream), writer };
         let greeting = raw.reply();
-        (raw, greeting)
+        Ok((raw, greeting))
     }
 
     /// One complete reply (multi-line joined with `\n`), or `<eof>`.
@@ -43,6 +49,12 @@ impl Raw {
     /// Send raw bytes.
     pub fn send(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Send raw bytes and read the reply; `None` when the connection broke (a killed daemon).
+    pub fn try_cmd(&mut self, bytes: &[u8]) -> Option<String> {
+        self.writer.write_all(bytes).ok()?;
+        Some(self.reply()).filter(|r| !r.ends_with("<eof>"))
     }
 
     /// Send a command line and read its reply.
