@@ -34,7 +34,8 @@ pub(crate) fn session_ctx(adjust: impl FnOnce(&mut Config)) -> SessionCtx {
     let (tx, accepted) = mpsc::unbounded_channel();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
-    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx, routing, relay: None });
+    let auth_guard = Arc::new(crate::smtp::guard::AuthGuard::new(config.limits.max_auth_failures, config.limits.auth_failure_window.0));
+    let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted: tx, shutdown: shutdown_rx, routing, relay: None, auth_guard });
     SessionCtx { dir, ctx, accepted, shutdown }
 }
 

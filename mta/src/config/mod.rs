@@ -119,6 +119,12 @@ pub struct Limits {
     pub max_sessions_per_client: usize,
     /// Commands answered `5xx` in one session before it is closed with `421 4.7.0`.
     pub max_errors: usize,
+    /// Failed AUTH attempts from one client address within `auth_failure_window` after which
+    /// its AUTH commands get `421 4.7.0` until the window ends. From the third failure on,
+    /// each `535` is answered a second later than the one before (up to 5 s).
+    pub max_auth_failures: u32,
+    /// The window of `max_auth_failures`, counted from an address's first failure.
+    pub auth_failure_window: Span,
     /// On shutdown, how long open transactions may take to finish.
     pub shutdown_grace: Span,
 }
@@ -227,6 +233,8 @@ impl Default for Limits {
             max_sessions: 200,
             max_sessions_per_client: 20,
             max_errors: 20,
+            max_auth_failures: 10,
+            auth_failure_window: Span(Duration::from_secs(15 * 60)),
             shutdown_grace: Span(Duration::from_secs(30)),
         }
     }
@@ -344,6 +352,9 @@ impl Config {
         }
         if l.max_errors == 0 {
             errors.push("limits.max_errors: must be at least 1".into());
+        }
+        if l.max_auth_failures == 0 {
+            errors.push("limits.max_auth_failures: must be at least 1".into());
         }
         self.relay.validate(&mut errors);
         self.routing.validate(&mut errors);

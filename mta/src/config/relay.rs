@@ -36,6 +36,10 @@ pub struct Relay {
     pub connection_idle: Span,
     /// TCP connect timeout (the SMTP timeouts are those of RFC 5321 §4.5.3.2).
     pub connect_timeout: Span,
+    /// When set, no wait for a remote server's reply (or for a write to it) lasts longer,
+    /// though RFC 5321 §4.5.3.2 asks for up to 10 minutes: a stalled server then costs a
+    /// connection slot this long before the message is deferred.
+    pub smtp_timeout: Option<Span>,
     /// STARTTLS to MX hosts and transport-map hosts: `none`, `opportunistic` or `required`.
     pub starttls: TlsPolicy,
     /// Per-domain STARTTLS policy overriding `starttls` (`"bank.example" = "required"`;
@@ -112,6 +116,7 @@ impl Default for Relay {
             max_messages_per_connection: 100,
             connection_idle: Span(Duration::from_secs(5)),
             connect_timeout: Span(Duration::from_secs(30)),
+            smtp_timeout: None,
             starttls: TlsPolicy::Opportunistic,
             tls_policy: BTreeMap::new(),
             dsn_max_returned: ByteSize(1 << 20),

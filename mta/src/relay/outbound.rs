@@ -41,6 +41,21 @@ pub struct Timeouts {
     pub data_end: Duration,
 }
 
+impl Timeouts {
+    /// The RFC's timeouts with `connect`, each one cut to `cap` when given.
+    pub fn capped(self, connect: Duration, cap: Option<Duration>) -> Timeouts {
+        let cap = |d: Duration| cap.map_or(d, |c| d.min(c));
+        Timeouts {
+            connect,
+            greeting: cap(self.greeting),
+            command: cap(self.command),
+            data_init: cap(self.data_init),
+            data_block: cap(self.data_block),
+            data_end: cap(self.data_end),
+        }
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         let min = |m: u64| Duration::from_secs(60 * m);

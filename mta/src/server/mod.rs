@@ -75,6 +75,7 @@ impl Server {
         let fast = crate::fastpath::start(&config, &store).await?;
         let routing = Arc::new(crate::routing::Routing::new(store.clone(), &config));
         let relay = Arc::new(relay_ctx(&config, &store, accepted_tx.clone(), fast.as_ref().map(|f| f.fast.clone()), routing.clone())?);
+        let limits = config.limits.clone();
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -83,6 +84,7 @@ impl Server {
             shutdown: shutdown_rx,
             routing,
             relay: Some(relay.clone()),
+            auth_guard: Arc::new(crate::smtp::guard::AuthGuard::new(limits.max_auth_failures, limits.auth_failure_window.0)),
         });
         Ok(Server { ctx, listeners, admin, shutdown, accepted, relay, fast, registrar })
     }
@@ -177,7 +179,7 @@ fn relay_ctx(
     let resolver = Resolver::new(&settings).context("setting up DNS resolution")?;
     let connectors = Connectors::new().map_err(|e| anyhow::anyhow!("setting up outbound TLS: {e}"))?;
     let pool = Pool::new(r.max_connections, r.max_connections_per_destination, r.connection_idle.0, r.max_messages_per_connection);
-    let timeouts = Timeouts { connect: r.connect_timeout.0, ..Timeouts::default() };
+    let timeouts = Timeouts::default().capped(r.connect_timeout.0, r.smtp_timeout.map(|s| s.0));
     let learner =
         Arc::new(crate::learn::Learner::new(config.clone(), store.clone(), routing.clone(), &resolver).context("loading DKIM keys")?);
     Ok(RelayCtx { config: config.clone(), store: store.clone(), resolver, pool, connectors, wake, timeouts, fast, routing, learner })

@@ -2,7 +2,8 @@
 //!
 //! Offered only over TLS or from loopback (see `auth_offered`). Passwords are checked by the
 //! store on its blocking pool and never logged; failures are logged with the user name so an
-//! operator can see guessing.
+//! operator can see guessing, and counted per client address by [`super::guard`], which slows
+//! and then refuses a guesser.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -40,6 +41,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.st.tx.is_some() {
             return self.answer(Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction"));
         }
+        let ip = self.st.peer.ip();
+        if self.ctx.auth_guard.check(ip, std::time::Instant::now()) == super::guard::Verdict::Refused {
+            warn!(client = %ip, "AUTH refused: too many failed attempts from this address");
+            self.conn.reply(&Reply::new(421, "4.7.0", "Too many failed authentications from your address, try again later"));
+            return Next::Close;
+        }
         let exchange = match mechanism {
             AUTH_PLAIN => self.plain(initial).await,
             AUTH_LOGIN => self.login(initial).await,
@@ -58,7 +65,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.answer(Reply::new(235, "2.7.0", "Authentication successful"))
             }
             Ok(false) => {
-                warn!(user = %user, "authentication failed");
+                let hold = self.ctx.auth_guard.failed(ip, std::time::Instant::now());
+                warn!(user = %user, client = %ip, delay_ms = hold.as_millis() as u64, "authentication failed");
+                tokio::time::sleep(hold).await;
                 self.answer(Reply::new(535, "5.7.8", "Authentication credentials invalid"))
             }
             Err(e) => {

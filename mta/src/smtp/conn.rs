@@ -93,8 +93,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Read one command line of at most `max` octets. While `shutdown` is given, a shutdown
     /// signal ends the wait with [`Input::Shutdown`] (only idle sessions are interrupted).
+    ///
+    /// The whole line must arrive within the idle timeout, not just each piece of it: a client
+    /// sending a byte now and then (slowloris) is closed like an idle one.
     pub async fn read_line(&mut self, max: usize, shutdown: Option<&mut watch::Receiver<bool>>) -> io::Result<Input> {
         let mut shutdown = shutdown;
+        let deadline = tokio::time::Instant::now() + self.idle;
         loop {
             let avail = &self.rbuf[self.rpos..];
             match memchr::memchr(b'\n', avail) {
@@ -119,7 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 None => {}
             }
-            match self.fill(shutdown.as_deref_mut()).await? {
+            match self.fill(shutdown.as_deref_mut(), Some(deadline)).await? {
                 Fill::Data => {}
                 Fill::Eof => return Ok(Input::Eof),
                 Fill::Timeout => return Ok(Input::Timeout),
@@ -146,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     None => self.rpos = self.rbuf.len(),
                 }
             }
-            match self.fill(None).await? {
+            match self.fill(None, None).await? {
                 Fill::Data => {}
                 Fill::Eof => return Ok(DataInput::Eof),
                 Fill::Timeout | Fill::Shutdown => return Ok(DataInput::Timeout),
@@ -154,8 +158,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Flush replies, then wait for more input.
-    async fn fill(&mut self, shutdown: Option<&mut watch::Receiver<bool>>) -> io::Result<Fill> {
+    /// Flush replies, then wait for more input: up to the idle timeout, and not past `deadline`.
+    async fn fill(&mut self, shutdown: Option<&mut watch::Receiver<bool>>, deadline: Option<tokio::time::Instant>) -> io::Result<Fill> {
         self.flush().await?;
         if self.rpos == self.rbuf.len() {
             self.rbuf.clear();
@@ -165,7 +169,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.rpos = 0;
         }
         self.rbuf.reserve(READ_CHUNK);
-        let read = tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.rbuf));
+        let wait = deadline.map_or(self.idle, |d| d.saturating_duration_since(tokio::time::Instant::now()).min(self.idle));
+        let read = tokio::time::timeout(wait, self.stream.read_buf(&mut self.rbuf));
         let result = match shutdown {
             Some(rx) => {
                 tokio::select! {
@@ -233,6 +238,24 @@ mod tests {
         let (_client, server) = duplex(64);
         let mut conn = Conn::new(server, Duration::from_secs(300));
         assert_eq!(conn.read_line(512, None).await.unwrap(), Input::Timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_line_dribbled_a_byte_at_a_time_times_out_as_a_whole() {
+        let (mut client, server) = duplex(64);
+        let mut conn = Conn::new(server, Duration::from_secs(300));
+        let dribble = tokio::spawn(async move {
+            // One byte every 200 s: each gap is under the idle timeout, the line never is.
+            for b in b"NOOP NOOP NOOP" {
+                client.write_all(&[*b]).await.unwrap();
+                tokio::time::sleep(Duration::from_secs(200)).await;
+            }
+            client
+        });
+        let start = tokio::time::Instant::now();
+        assert_eq!(conn.read_line(512, None).await.unwrap(), Input::Timeout);
+        assert_eq!(start.elapsed(), Duration::from_secs(300));
+        dribble.abort();
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod conn;
 pub mod data;
 pub mod ehlo;
+pub mod guard;
 pub mod mail;
 pub mod message;
 pub mod misc;
@@ -74,6 +75,8 @@ pub struct Ctx {
     pub routing: Arc<crate::routing::Routing>,
     /// The delivery side, for inline fast-path attempts (`None`: always answer "queued").
     pub relay: Option<Arc<crate::relay::attempt::RelayCtx>>,
+    /// Failed AUTH attempts per client address.
+    pub auth_guard: Arc<guard::AuthGuard>,
 }
 
 impl std::fmt::Debug for Ctx {

@@ -148,6 +148,7 @@ fn clone_ctx(s: &SessionCtx) -> crate::smtp::Ctx {
         shutdown: s.ctx.shutdown.clone(),
         routing: s.ctx.routing.clone(),
         relay: s.ctx.relay.clone(),
+        auth_guard: s.ctx.auth_guard.clone(),
     }
 }
 
