@@ -7,6 +7,7 @@
 
 mod support;
 
+mod abuse;
 mod auth_tls;
 mod crash;
 mod crash_load;
