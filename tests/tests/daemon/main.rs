@@ -15,6 +15,7 @@ mod delivery;
 mod demo;
 mod dkim;
 mod fastpath;
+mod fastpath_abuse;
 mod fastpath_inline;
 mod kamailio_deploy;
 mod learning;
