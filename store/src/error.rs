@@ -66,9 +66,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Transient errors may succeed if retried later (disk full, IO hiccup); the SMTP server
-    /// answers them with a 4xx.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Db(sled::Error::Io(_)) | StoreError::Io { .. } | StoreError::Task(_))
+    /// The disk (or the user's quota) is full: the SMTP server says `452 4.3.1` (RFC 3463).
+    pub fn is_out_of_space(&self) -> bool {
+        let io = match self {
+            StoreError::Db(sled::Error::Io(e)) | StoreError::Io { source: e, .. } => e,
+            _ => return false,
+        };
+        matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_failures() {
+        let full = StoreError::Io { context: "spooling".into(), source: std::io::Error::from_raw_os_error(28) };
+        let quota = StoreError::Db(sled::Error::Io(std::io::Error::from_raw_os_error(122)));
+        let other = StoreError::Io { context: "spooling".into(), source: std::io::Error::from_raw_os_error(5) };
+        assert!(full.is_out_of_space() && quota.is_out_of_space());
+        assert!(!other.is_out_of_space());
     }
 }

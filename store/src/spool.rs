@@ -38,10 +38,18 @@ impl Spool {
 
     /// Write a message and fsync it. The file is not reachable until its directory entry is
     /// synced ([`Spool::sync_dir`]) and its envelope is committed.
+    /// A failed write (a full disk) removes what it wrote: the space is needed at once, not
+    /// at the next start's orphan sweep.
     pub(crate) fn write(&self, id: QueueId, bytes: &[u8]) -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(self.path(id))?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
+        let path = self.path(id);
+        let written = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_data()
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         // Set after the write: a sync that clears the flag later covers this entry.
         self.created.store(true, Ordering::SeqCst);
         Ok(())

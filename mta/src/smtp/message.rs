@@ -182,10 +182,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Err(e) => {
                 error!(error = %e, "spooling failed; message not accepted");
-                if e.is_transient() {
-                    Reply::new(451, "4.3.0", "Requested action aborted: local error in processing")
-                } else {
+                if e.is_out_of_space() {
                     Reply::new(452, "4.3.1", "Insufficient system storage")
+                } else {
+                    // Transient or not, the client must try again: nothing was accepted.
+                    Reply::new(451, "4.3.0", "Requested action aborted: local error in processing")
                 }
             }
         }
