@@ -17,6 +17,7 @@ mod dkim;
 mod fastpath;
 mod fastpath_abuse;
 mod fastpath_inline;
+mod faults;
 mod kamailio_deploy;
 mod learning;
 mod lifecycle;
