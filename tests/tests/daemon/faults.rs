@@ -1,8 +1,8 @@
 //! Fault injection (issue 8 item 2): a next hop that stalls, resets in the middle of DATA or
 //! answers garbage; a DNS server that times out or answers SERVFAIL; a disk that fills up
-//! while a message arrives. Each ends in the right reply or a retry, nothing is lost, and the
-//! daemon goes on serving. (The registrar down at start is in `registrar.rs`; down during a
-//! call in `registrar_faults.rs`.)
+//! while a message arrives; the SIP proxy/registrar going down during a call. Each ends in the
+//! right reply or a retry, nothing is lost, and the daemon goes on serving. (The registrar down
+//! when a site starts is in `registrar.rs`.)
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -273,4 +273,36 @@ fn a_full_disk_is_a_temporary_failure_and_the_daemon_recovers() {
     d.wait_mailbox("localhost/postmaster", 2);
     // Unmounted before the daemon's directory is removed.
     drop(disk);
+}
+
+/// The SIP proxy/registrar (Kamailio) goes away while A has a fast-path session open to B:
+/// mail on that session still goes (the stream is direct), a message that needs a new call
+/// falls back to relay, and nothing is lost or stuck.
+#[test]
+fn the_registrar_going_down_during_a_call_loses_nothing() {
+    use crate::fastpath::{ENABLED, send, site};
+    let kam = crate::support::sip::Kamailio::start();
+    let b = site(&kam, "b.example", "050-2222-2222", ENABLED, "");
+    let c = site(&kam, "c.example", "050-3333-3333", ENABLED, "");
+    let transport = format!("\"b.example\" = \"[127.0.0.1]:{}\"\n\"c.example\" = \"[127.0.0.1]:{}\"\n", b.smtp.port(), c.smtp.port());
+    // Sessions stay open a minute after their last message: the call outlives the proxy.
+    let a = site(&kam, "a.example", "050-1111-1111", "enabled = true\nsession_idle = \"60s\"", &transport);
+    for (key, number) in [("b.example", "050-2222-2222"), ("c.example", "050-3333-3333")] {
+        assert!(cli(&a.config, &["route", "add", key, number], "").status.success());
+    }
+    let first = send(&a, "bob@b.example", "before the proxy died");
+    wait_history(&a, &first, "delivered via fast path to +815022222222");
+    drop(kam);
+    // On the open call: still the fast path.
+    let second = send(&a, "bob@b.example", "on the open call");
+    wait_history(&a, &second, "delivered via fast path to +815022222222");
+    // A new call cannot be placed: relayed instead, delivered once.
+    let third = send(&a, "carol@c.example", "needs a new call");
+    let shown = wait_history(&a, &third, "relayed: 127.0.0.1");
+    assert!(shown.contains("fast path to +815033333333 failed"), "{shown}");
+    assert_eq!(b.wait_mailbox("b.example/bob", 2).len(), 2);
+    assert_eq!(c.wait_mailbox("c.example/carol", 1).len(), 1);
+    // And A still takes mail.
+    let out = a.swaks(&["--to", "postmaster@localhost", "--from", "alice@a.example"]);
+    assert!(out.status.success(), "{}", transcript(&out));
 }
