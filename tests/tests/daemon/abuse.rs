@@ -192,3 +192,33 @@ fn read_reply(s: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+/// The admin API of the running daemon answers nothing without its token (the CLI reads the
+/// token from the data directory, which only the daemon's user can).
+#[test]
+fn the_admin_api_refuses_requests_without_its_token() {
+    let d = Daemon::start("", "");
+    let admin = d.listener_addr("admin");
+    for request in [
+        "GET /queue HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_owned(),
+        "GET /queue HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer guess\r\nConnection: close\r\n\r\n".to_owned(),
+        {
+            let body = r#"{"name":"x@localhost","pass":""}"#;
+            format!(
+                "POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        },
+    ] {
+        let mut s = TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{request}\n{answer}");
+    }
+    // With the token (as the CLI sends it) the same API answers.
+    let out = cli(&d.config, &["queue", "list"], "");
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert!(transcript(&cli(&d.config, &["user", "list"], "")).trim().is_empty(), "no user was added");
+}
