@@ -86,11 +86,16 @@ async fn shutdown_drains_pending_calls_then_closes() {
 
     let stopping = tokio::spawn(registrar.handle.shutdown_within(Duration::from_secs(20)));
     // A newcomer is turned away while the call is pending (the drain starts asynchronously).
+    // A new user each time: repeating one REGISTER (same Call-ID and CSeq) would be answered
+    // "500 Out Of Order" (RFC 3261 §10.3 step 7) once the first got through.
+    let mut n = 2222;
     let refused = loop {
-        let answer = udp_request(addr, &register_request("+815011112222", "sip:+815011112222@127.0.0.1:5999", "UDP")).await;
+        let number = format!("+81501111{n:04}");
+        let answer = udp_request(addr, &register_request(&number, &format!("sip:{number}@127.0.0.1:5999"), "UDP")).await;
         if !answer.starts_with("SIP/2.0 200") {
             break answer;
         }
+        n += 1;
     };
     assert!(refused.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{refused}");
     assert!(!stopping.is_finished(), "still draining");
