@@ -31,7 +31,7 @@ fn world() -> &'static World {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         std::mem::forget(_tx);
         let routing = Arc::new(sipmta::routing::Routing::new(store.clone(), &config));
-        let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted, shutdown, routing });
+        let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted, shutdown, routing, relay: None });
         World { runtime, ctx, _dir: dir }
     })
 }
