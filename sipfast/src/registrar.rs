@@ -33,6 +33,8 @@
 mod core;
 mod digest;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod locations;
 mod message;
 mod number;

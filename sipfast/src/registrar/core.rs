@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -150,6 +151,9 @@ pub(crate) struct Core {
     pub(crate) locations: Arc<dyn Locations>,
     pub(crate) nonces: Nonces,
     rng: SystemRandom,
+    /// Counter for [`Core::token`] instead of the CSPRNG: set only by the fuzzing hook, so a
+    /// fuzzer can write responses that match the branches we send.
+    counter: Option<AtomicU64>,
     pub(crate) servers: HashMap<ServerKey, ServerTx>,
     pub(crate) clients: HashMap<ClientKey, ClientTx>,
     /// What the current call has to send.
@@ -166,6 +170,7 @@ impl Core {
             locations,
             nonces,
             rng: SystemRandom::new(),
+            counter: None,
             servers: HashMap::new(),
             clients: HashMap::new(),
             out: Vec::new(),
@@ -317,12 +322,22 @@ impl Core {
 
     /// A new random token (branch suffix, tag): 64 bits from the system CSPRNG, hex.
     pub(crate) fn token(&self) -> String {
+        if let Some(counter) = &self.counter {
+            return format!("{:016x}", counter.fetch_add(1, Ordering::Relaxed));
+        }
         let mut bytes = [0u8; 8];
         // Only fails without any OS entropy source; the clock then still varies the token.
         if self.rng.fill(&mut bytes).is_err() {
             bytes = (SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) as u64).to_be_bytes();
         }
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Makes [`Core::token`] count from 0 instead of drawing random values (fuzzing only:
+    /// branches and tags are then predictable, which is what a fuzzer needs and a proxy must
+    /// not have).
+    pub(crate) fn use_counter_tokens(&mut self) {
+        self.counter = Some(AtomicU64::new(0));
     }
 
     /// Whether `uri` names this proxy: our address (port 5060 when absent), or our domain
