@@ -97,6 +97,12 @@ impl Core {
                 return Err(Refusal { code: 423, reason: None, extra: vec![min] });
             }
             let uri = contact.uri.to_string();
+            // rsip accepts a URI with unescaped spaces in its user part; as the Request-URI of
+            // a forwarded request it would break the request line. SP and CTLs are not in the
+            // SIP-URI grammar (RFC 3261 §25.1; they are sent %-escaped).
+            if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Refusal { code: 400, reason: Some("Invalid Contact"), extra: Vec::new() });
+            }
             // Step 7: a REGISTER older than the one that made the binding changes nothing.
             if existing.iter().any(|b| b.contact == uri && b.call_id == call_id && b.cseq >= cseq) {
                 return Err(Refusal { code: 500, reason: Some("Out Of Order REGISTER"), extra: Vec::new() });

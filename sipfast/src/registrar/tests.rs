@@ -158,6 +158,18 @@ fn lifetimes_are_bounded_and_removals_work() {
     assert!(h.locations.bindings(B_NUMBER).unwrap().is_empty());
 }
 
+/// Found by the `sip` fuzz target: rsip parsed this Contact, the binding was saved, and the
+/// INVITE forwarded to it had a request line with a space in its Request-URI.
+#[test]
+fn a_contact_with_a_space_is_refused_not_bound() {
+    let mut h = harness(&[]);
+    let spaced = register(B_NUMBER, "1", "Expires: 600", "")
+        .replace(&format!("<sip:{B_NUMBER}@{B}>"), "<sip:+815UDP 127.0.0.1:5071;br@127.0.0.1:5072>");
+    let out = h.send(B, &spaced);
+    assert_eq!(status(&out[0]), 400, "{}", text(&out[0]));
+    assert!(h.locations.bindings(B_NUMBER).unwrap().is_empty());
+}
+
 #[test]
 fn a_retransmitted_register_gets_the_same_answer() {
     let mut h = harness(&[]);
