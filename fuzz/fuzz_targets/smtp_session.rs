@@ -31,7 +31,8 @@ fn world() -> &'static World {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         std::mem::forget(_tx);
         let routing = Arc::new(sipmta::routing::Routing::new(store.clone(), &config));
-        let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted, shutdown, routing, relay: None });
+        let auth_guard = Arc::new(sipmta::smtp::guard::AuthGuard::new(config.limits.max_auth_failures, config.limits.auth_failure_window.0));
+        let ctx = Arc::new(Ctx { config: Arc::new(config), store, tls, accepted, shutdown, routing, relay: None, auth_guard });
         World { runtime, ctx, _dir: dir }
     })
 }
