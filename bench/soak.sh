@@ -65,8 +65,10 @@
 #   SIPMTA_BIN []           sipmta binary; empty: `cargo build --release -p sipmta` here
 #                           (CARGO_TARGET_DIR is honoured)
 #   SIPMTA_REV []           label for a given SIPMTA_BIN (commit); default: git rev-parse
-#   PORT_BASE [39400]       39400-39411: sink +0, rejecting sink +1, closed port +2, A +3..+7
+#   PORT_BASE [39400]       39400-39411: sink +0, rejecting sink +1, (+2 unused), A +3..+7
 #                           (SMTP, admin, SIP, stream, registrar), B +8..+11 (SMTP, admin, SIP, stream)
+#   CLOSED_PORT [9]         where defer.example is relayed: nothing may listen there, and it
+#                           must be below the ephemeral port range (see below)
 #   WORK_PARENT [/var/tmp]  the data dirs live in a temp dir here
 #   KEEP [0]                1: keep the temp dir (logs, data dirs, record)
 #   RESULTS_DIR [bench/results]
@@ -107,7 +109,12 @@ RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 
 SINK_PORT=$PORT_BASE
 REJECT_PORT=$((PORT_BASE + 1))
-CLOSED_PORT=$((PORT_BASE + 2)) # nothing ever listens here: defer.example's relay is refused
+# defer.example is relayed to a port where nothing listens. It must lie below the kernel's
+# ephemeral range: a connect to a closed port inside that range can get that same port as its
+# source and then connects to itself (TCP simultaneous open). The attempt then waits for a
+# greeting that never comes (5 min, RFC 5321's initial 220 timeout): seen once in a run with
+# 39402, which held one message past its lifetime.
+CLOSED_PORT=${CLOSED_PORT:-9}
 A_PORT=$((PORT_BASE + 3))      # SMTP; admin +1, SIP +2, stream +3, registrar +4
 B_PORT=$((PORT_BASE + 8))      # SMTP; admin +1, SIP +2, stream +3
 REG_PORT=$((A_PORT + 4))
@@ -131,9 +138,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 port_free() { [ -z "$(ss -Hlnt "sport = :$1")$(ss -Hlnu "sport = :$1")" ]; }
-for p in $(seq "$PORT_BASE" $((PORT_BASE + 11))); do
-    port_free "$p" || fail "127.0.0.1:$p is in use (set PORT_BASE): a stale smtp-sink would steal connections"
+for p in $(seq "$PORT_BASE" $((PORT_BASE + 11))) "$CLOSED_PORT"; do
+    port_free "$p" || fail "127.0.0.1:$p is in use (set PORT_BASE or CLOSED_PORT): a stale smtp-sink would steal connections"
 done
+ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+[ "$CLOSED_PORT" -lt "$ephemeral_low" ] || fail "CLOSED_PORT $CLOSED_PORT is in the ephemeral port range (from $ephemeral_low): a connect to it can connect to itself"
 wait_port() { # port seconds what [pid]
     local i
     for ((i = 0; i < $2 * 20; i++)); do

@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -405,6 +406,13 @@ def cmd_run(args):
     final = sample("idle-after")
     progress(final)
 
+    # The history each daemon keeps (one line per event; it outlives the spool, so it grows
+    # with every message: the store's history tree, which the sled cache holds in memory).
+    history = {}
+    for site in (a, b):
+        out = subprocess.run([site.binary, "--config", site.config, "history"], capture_output=True, text=True)
+        history[site.name] = out.stdout.count("\n") if out.returncode == 0 else None
+
     dsn = dsn_kinds(maildir_new(args.a_data, "a.example", "alice"))
     a.log.poll()
     b.log.poll()
@@ -421,6 +429,7 @@ def cmd_run(args):
         "final": {"sink": final["sink"], "b_maildir": final["b_maildir"],
                   "dsn": {f"{k[0]}@{k[1]}": v for k, v in sorted(dsn.items())}},
         "expected": {"sink": expected_sink, "b_maildir": expected_b, "failed_dsn": expected_failed},
+        "history_events": history,
         "log_a": a.log.counts, "log_b": b.log.counts, "warnings_a": a.log.warnings, "warnings_b": b.log.warnings,
         "samples": samples,
     }
@@ -554,6 +563,10 @@ def cmd_report(args):
                    f"at most {max(x[f'{site}_fds'] for x in S)}; threads {before[f'{site}_threads']} / "
                    f"{wu_s[f'{site}_threads']} / {end_s[f'{site}_threads']} / {after[f'{site}_threads']}, "
                    f"at most {max(x[f'{site}_threads'] for x in S)}")
+    hist = rec.get("history_events")
+    if hist:
+        out.append(f"- history events kept after the run (`sipmta history | wc -l`): A {hist.get('a')}, B {hist.get('b')} "
+                   f"({(hist.get('a') or 0) / max(tot_acc, 1):.1f} per accepted message at A)")
     if rec["errors"]:
         out.append(f"- client errors (first {len(rec['errors'])}): " + "; ".join(rec["errors"][:5]))
     warn = rec["warnings_a"][:3] + rec["warnings_b"][:3]
