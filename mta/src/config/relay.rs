@@ -191,6 +191,9 @@ impl Relay {
         if self.lifetime.0 < Duration::from_secs(1) {
             errors.push("relay.lifetime: must be at least 1s".into());
         }
+        if self.smtp_timeout.is_some_and(|t| t.0 < Duration::from_secs(1)) {
+            errors.push("relay.smtp_timeout: must be at least 1s".into());
+        }
         for domain in self.tls_policy.keys() {
             if !is_domain(domain.trim_start_matches('.')) {
                 errors.push(format!("relay.tls_policy: {domain:?} is not a domain"));

@@ -90,11 +90,22 @@ fn semantic_checks_are_all_reported() {
         [limits]
         max_command_line = 100
         max_recipients = 0
+        max_auth_failures = 0
+        [relay]
+        smtp_timeout = "0s"
         "#,
     )
     .unwrap_err();
     let all = err.to_string();
-    for needle in ["hostname", "tls: set both", "already used by smtp.listen", "max_command_line", "max_recipients"] {
+    for needle in [
+        "hostname",
+        "tls: set both",
+        "already used by smtp.listen",
+        "max_command_line",
+        "max_recipients",
+        "max_auth_failures",
+        "relay.smtp_timeout",
+    ] {
         assert!(all.contains(needle), "missing {needle:?} in {all}");
     }
 }
