@@ -42,7 +42,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.answer(Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction"));
         }
         let ip = self.st.peer.ip();
-        if self.ctx.auth_guard.check(ip, std::time::Instant::now()) == super::guard::Verdict::Refused {
+        if self.ctx.auth_guard.refused(ip, std::time::Instant::now()) {
             warn!(client = %ip, "AUTH refused: too many failed attempts from this address");
             self.conn.reply(&Reply::new(421, "4.7.0", "Too many failed authentications from your address, try again later"));
             return Next::Close;

@@ -16,15 +16,6 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// Addresses tracked before expired entries are swept (a flood of addresses stays bounded).
 const SWEEP_AT: usize = 10_000;
 
-/// What a client may do about AUTH now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Try; a failure is answered after this delay.
-    Allowed(Duration),
-    /// Too many failures: refused until the window ends.
-    Refused,
-}
-
 /// Failures per client address.
 #[derive(Debug)]
 pub struct AuthGuard {
@@ -39,10 +30,9 @@ impl AuthGuard {
         AuthGuard { max, window, failures: Mutex::new(HashMap::new()) }
     }
 
-    /// May `ip` authenticate now?
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Verdict {
-        let count = self.count(ip, now);
-        if count >= self.max { Verdict::Refused } else { Verdict::Allowed(delay(count + 1)) }
+    /// Has `ip` used up its failures for this window?
+    pub fn refused(&self, ip: IpAddr, now: Instant) -> bool {
+        self.count(ip, now) >= self.max
     }
 
     /// Record a failure of `ip`; returns how long to hold back the `535`.
@@ -80,18 +70,18 @@ mod tests {
         let guard = AuthGuard::new(4, Duration::from_secs(60));
         let (a, b): (IpAddr, IpAddr) = ([192, 0, 2, 1].into(), [192, 0, 2, 2].into());
         let t = Instant::now();
-        assert_eq!(guard.check(a, t), Verdict::Allowed(Duration::ZERO));
+        assert!(!guard.refused(a, t));
         assert_eq!(guard.failed(a, t), Duration::ZERO);
         assert_eq!(guard.failed(a, t), Duration::ZERO);
-        assert_eq!(guard.check(a, t), Verdict::Allowed(Duration::from_secs(1)));
         assert_eq!(guard.failed(a, t), Duration::from_secs(1));
+        assert!(!guard.refused(a, t));
         assert_eq!(guard.failed(a, t), Duration::from_secs(2));
-        assert_eq!(guard.check(a, t), Verdict::Refused);
+        assert!(guard.refused(a, t));
         // Another address is not affected.
-        assert_eq!(guard.check(b, t), Verdict::Allowed(Duration::ZERO));
+        assert!(!guard.refused(b, t));
         // The window ends: a fresh start.
         let later = t + Duration::from_secs(61);
-        assert_eq!(guard.check(a, later), Verdict::Allowed(Duration::ZERO));
+        assert!(!guard.refused(a, later));
         assert_eq!(guard.failed(a, later), Duration::ZERO);
     }
 

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::auth_tls::with_alice;
 use crate::support::smtp::Raw;
 use crate::support::*;
 
@@ -50,14 +51,6 @@ fn every_open_relay_trick_is_refused_without_authentication() {
     d.wait_mailbox("localhost/postmaster", 1);
     let queue = cli(&d.config, &["queue", "list"], "");
     assert!(!transcript(&queue).contains("remote.example"), "{}", transcript(&queue));
-}
-
-/// A daemon with alice@localhost / "correct horse".
-fn with_alice(extra: &str) -> Daemon {
-    let (dir, config) = Daemon::prepare("", extra);
-    let out = cli(&config, &["user", "add", "alice@localhost"], "correct horse\n");
-    assert!(out.status.success(), "{}", transcript(&out));
-    Daemon::start_with(dir, config)
 }
 
 fn auth(d: &Daemon, source: &str, password: &str) -> String {

@@ -4,7 +4,7 @@
 use crate::support::*;
 
 /// A daemon whose store has alice@localhost / "correct horse", added with the CLI.
-fn with_alice(extra: &str) -> Daemon {
+pub(crate) fn with_alice(extra: &str) -> Daemon {
     let (dir, config) = Daemon::prepare("", extra);
     let out = cli(&config, &["user", "add", "alice@localhost"], "correct horse\n");
     assert!(out.status.success(), "{}", transcript(&out));
