@@ -78,6 +78,8 @@ PF_RCPT="bob@b.example"        # Postfix relays everything to B
 
 say() { printf '[fastpath.sh] %s\n' "$*" >&2; }
 fail() { printf '[fastpath.sh] FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # ------------------------------------------------------------------------------ prerequisites
@@ -95,19 +97,9 @@ fi
 KAMAILIO=$(command -v kamailio || echo /usr/sbin/kamailio)
 [ -f "$KAM_CFG" ] || fail "no Kamailio config at $KAM_CFG"
 
-port_free() { [ -z "$(ss -Hlnt "sport = :$1")$(ss -Hlnu "sport = :$1")" ]; }
 for p in $(seq "$PORT_BASE" $((PORT_BASE + 15))); do
     port_free "$p" || fail "127.0.0.1:$p is in use (set PORT_BASE)"
 done
-wait_port() { # port seconds what [pid]
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        port_free "$1" || return 0
-        if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then fail "$3 exited at start"; fi
-        sleep 0.05
-    done
-    fail "$3 is not listening on 127.0.0.1:$1 after $2 s"
-}
 
 # ------------------------------------------------------------------------------ work dir, teardown
 mkdir -p "$WORK_PARENT"
@@ -117,14 +109,6 @@ CG=""
 KAM_PID="" MBOX_PID="" RUN_PID=""
 PF_STARTED=()
 
-stop_pid() { # pid: TERM, wait up to 10 s, KILL
-    local p=$1
-    kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-}
 
 cleanup() {
     local rc=$?
@@ -184,17 +168,7 @@ in_cg() { # group command...: exec the command inside the cgroup (call in a subs
 if [ -n "$CG" ]; then echo $$ >"$CG/harness/cgroup.procs"; fi
 
 # ------------------------------------------------------------------------------ sipmta binary
-if [ -z "$SIPMTA_BIN" ]; then
-    say "building sipmta (cargo build --release -p sipmta)"
-    (cd "$REPO" && cargo build --release -p sipmta >&2)
-    SIPMTA_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/sipmta"
-    if [ -z "$SIPMTA_REV" ]; then
-        SIPMTA_REV=$(git -C "$REPO" rev-parse --short HEAD)
-        git -C "$REPO" diff --quiet HEAD -- . 2>/dev/null || SIPMTA_REV="$SIPMTA_REV + uncommitted changes"
-    fi
-fi
-SIPMTA_REV=${SIPMTA_REV:-"$SIPMTA_BIN"}
-[ -x "$SIPMTA_BIN" ] || fail "no sipmta binary at $SIPMTA_BIN"
+build_sipmta "$REPO"
 
 # ------------------------------------------------------------------------------ the sender's mailbox
 # B sends its success DSNs for mail from a.example here; every arrival is timestamped.

@@ -71,6 +71,8 @@ RCPT="rcpt@example.com"
 
 say() { printf '[relay.sh] %s\n' "$*" >&2; }
 fail() { printf '[relay.sh] FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 has_mta() { [[ " $MTAS " == *" $1 "* ]]; }
 
 for m in $MTAS; do [ -n "${MTA_PORT[$m]:-}" ] || fail "unknown MTA '$m' in MTAS"; done
@@ -92,18 +94,9 @@ if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf >&2
 fi
 
-port_free() { [ -z "$(ss -Hltn "sport = :$1")" ]; }
 for p in $(seq "$PORT_BASE" $((PORT_BASE + 5))); do
     port_free "$p" || fail "127.0.0.1:$p is in use (set PORT_BASE): a stale smtp-sink would steal connections"
 done
-wait_port() { # port seconds what
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        port_free "$1" || return 0
-        sleep 0.05
-    done
-    fail "$3 is not listening on 127.0.0.1:$1 after $2 s"
-}
 
 # ------------------------------------------------------------------------------ work dir, teardown
 mkdir -p "$WORK_PARENT"

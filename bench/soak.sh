@@ -124,6 +124,8 @@ TEL_C="050-3333-3333" # routed to, never registered: the call fails and A relays
 
 say() { printf '[soak.sh] %s\n' "$*" >&2; }
 fail() { printf '[soak.sh] FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 # ------------------------------------------------------------------------------ prerequisites
 [ "$(id -u)" = 0 ] || fail "run as root (smtp-sink -u needs it)"
@@ -137,21 +139,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y $pkgs >&2
 fi
 
-port_free() { [ -z "$(ss -Hlnt "sport = :$1")$(ss -Hlnu "sport = :$1")" ]; }
 for p in $(seq "$PORT_BASE" $((PORT_BASE + 11))) "$CLOSED_PORT"; do
     port_free "$p" || fail "127.0.0.1:$p is in use (set PORT_BASE or CLOSED_PORT): a stale smtp-sink would steal connections"
 done
 ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
 [ "$CLOSED_PORT" -lt "$ephemeral_low" ] || fail "CLOSED_PORT $CLOSED_PORT is in the ephemeral port range (from $ephemeral_low): a connect to it can connect to itself"
-wait_port() { # port seconds what [pid]
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        port_free "$1" || return 0
-        if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then fail "$3 exited at start"; fi
-        sleep 0.05
-    done
-    fail "$3 is not listening on 127.0.0.1:$1 after $2 s"
-}
 
 # ------------------------------------------------------------------------------ work dir, teardown
 mkdir -p "$WORK_PARENT"
@@ -159,14 +151,6 @@ W=$(mktemp -d "$WORK_PARENT/sipmta-soak.XXXXXX")
 declare -A SIPMTA_PID=()
 SINK_PID="" STAMP_PID="" REJECT_PID="" RUN_PID=""
 
-stop_pid() { # pid: TERM, wait up to 10 s, KILL
-    local p=$1
-    kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -185,17 +169,7 @@ trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
 # ------------------------------------------------------------------------------ sipmta binary
-if [ -z "$SIPMTA_BIN" ]; then
-    say "building sipmta (cargo build --release -p sipmta)"
-    (cd "$REPO" && cargo build --release -p sipmta >&2)
-    SIPMTA_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/sipmta"
-    if [ -z "$SIPMTA_REV" ]; then
-        SIPMTA_REV=$(git -C "$REPO" rev-parse --short HEAD)
-        git -C "$REPO" diff --quiet HEAD -- . 2>/dev/null || SIPMTA_REV="$SIPMTA_REV + uncommitted changes"
-    fi
-fi
-SIPMTA_REV=${SIPMTA_REV:-"$SIPMTA_BIN"}
-[ -x "$SIPMTA_BIN" ] || fail "no sipmta binary at $SIPMTA_BIN"
+build_sipmta "$REPO"
 
 # ------------------------------------------------------------------------------ sinks
 # The sink counts (relay_tool.py stamp records its running counter); the second one refuses
