@@ -13,6 +13,7 @@
 //!   at most one flush that started after its write, never for a queue of flushes.
 //! - [`Store::record`] (history), the user calls and the routing table calls ([`routing`]) are
 //!   written but not flushed; they reach the disk with the next commit or within sled's 500 ms.
+//!   History and tracking records are kept for a retention period ([`retention`]).
 //!   Losing the last half-second of history in a crash is acceptable, losing mail is not. The
 //!   CLI and the admin API call [`Store::flush`] before they report a change to the operator.
 //!
@@ -32,6 +33,7 @@ mod disk;
 mod error;
 mod locations;
 mod protocols;
+mod retention;
 pub mod routing;
 mod spool;
 mod types;
@@ -44,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use error::StoreError;
 pub use locations::LocationEntry;
 pub use protocols::ProtocolEntry;
+pub use retention::Pruned;
 pub use routing::{Imported, Learned, Table, TableEntry};
 pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, Tracked, now};
 pub use users::{UserRecord, normalise_name, verify_password};
@@ -294,7 +297,7 @@ impl Store {
     /// Remove a message from the spool (finished, or deleted by the operator); durable when it
     /// returns. The envelope goes
     /// first so a crash in between leaves an orphan that [`Store::open`] cleans up, never an
-    /// envelope without its message. History is kept.
+    /// envelope without its message. History is kept (for `spool.history_retention`).
     pub async fn remove(&self, id: QueueId) -> Result<()> {
         let this = self.clone();
         blocking(move || {

@@ -252,3 +252,42 @@ async fn messages_live_in_spool_files_and_old_spools_are_migrated() {
     store.remove(id).await.unwrap();
     assert!(!dir.path().join("spool").join(id.to_string()).exists());
 }
+
+#[tokio::test]
+async fn retention_prunes_only_old_finished_history_and_old_tracking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let cutoff = now() + 10;
+    let finished = store.accept(envelope(&["a@localhost"]), b"x".to_vec()).await.unwrap();
+    store.record(finished, None, "received").unwrap();
+    store.record(finished, Some("a@localhost"), "delivered").unwrap();
+    store.remove(finished).await.unwrap();
+    let queued = store.accept(envelope(&["b@localhost"]), b"x".to_vec()).await.unwrap();
+    store.record(queued, None, "received").unwrap();
+    // Finished long ago, but a DSN about it came in after the cutoff.
+    let late = store.accept(envelope(&["c@localhost"]), b"x".to_vec()).await.unwrap();
+    store.record(late, None, "received").unwrap();
+    store.remove(late).await.unwrap();
+    let dsn = Event { at: cutoff + 5, recipient: None, text: "DSN from elsewhere".into() };
+    let mut key = late.key().to_vec();
+    key.extend_from_slice(&u64::MAX.to_be_bytes());
+    store.inner.history.insert(key, serde_json::to_vec(&dsn).unwrap()).unwrap();
+    // Arrived after the cutoff: outside the range a pass reads.
+    let newer = QueueId(((cutoff + 100) << 32) | 1);
+    store.record(newer, None, "received").unwrap();
+
+    let pruned = store.prune_history(cutoff).unwrap();
+    assert_eq!(pruned, Pruned { messages: 1, events: 2 });
+    assert!(store.history(finished).unwrap().is_empty());
+    assert_eq!(store.history(queued).unwrap().len(), 1);
+    assert_eq!(store.history(late).unwrap().len(), 2);
+    assert_eq!(store.history(newer).unwrap().len(), 1);
+    assert_eq!(store.prune_history(cutoff).unwrap(), Pruned::default(), "a second pass finds nothing more");
+
+    let tracked = |at| Tracked { id: finished, sender: "alice@example.org".into(), recipients: vec![], at };
+    store.track("id:old", &tracked(cutoff - 1)).unwrap();
+    store.track("id:new", &tracked(cutoff)).unwrap();
+    assert_eq!(store.prune_tracking(cutoff).unwrap(), 1);
+    assert!(store.tracked("id:old").unwrap().is_none());
+    assert!(store.tracked("id:new").unwrap().is_some());
+}

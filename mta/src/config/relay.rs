@@ -51,6 +51,10 @@ pub struct Relay {
     /// further down come back here first: the outcome at the destination is then known even when
     /// the sender did not ask for it. They are passed on to the sender as usual.
     pub return_path_rewrite: bool,
+    /// How long a relayed message is remembered for matching the DSNs that come back for it
+    /// (and for taking mail at its bounce address). Remote servers give up after about five
+    /// days (RFC 5321 §4.5.4.1), so a week covers their failure reports.
+    pub tracking_retention: Span,
     /// Next hops that take all relay mail (like Postfix's relayhost), tried by priority.
     pub smarthosts: Vec<Smarthost>,
     /// Per-domain override of MX: `"example.net" = "[192.0.2.5]:2525"` (a fixed host),
@@ -121,6 +125,7 @@ impl Default for Relay {
             tls_policy: BTreeMap::new(),
             dsn_max_returned: ByteSize(1 << 20),
             return_path_rewrite: false,
+            tracking_retention: Span(Duration::from_secs(7 * 86_400)),
             smarthosts: Vec::new(),
             transport: BTreeMap::new(),
         }
@@ -190,6 +195,9 @@ impl Relay {
         }
         if self.lifetime.0 < Duration::from_secs(1) {
             errors.push("relay.lifetime: must be at least 1s".into());
+        }
+        if self.tracking_retention.0 < Duration::from_secs(1) {
+            errors.push("relay.tracking_retention: must be at least 1s".into());
         }
         if self.smtp_timeout.is_some_and(|t| t.0 < Duration::from_secs(1)) {
             errors.push("relay.smtp_timeout: must be at least 1s".into());

@@ -91,8 +91,11 @@ fn semantic_checks_are_all_reported() {
         max_command_line = 100
         max_recipients = 0
         max_auth_failures = 0
+        [spool]
+        history_retention = "0s"
         [relay]
         smtp_timeout = "0s"
+        tracking_retention = "0s"
         "#,
     )
     .unwrap_err();
@@ -105,6 +108,8 @@ fn semantic_checks_are_all_reported() {
         "max_recipients",
         "max_auth_failures",
         "relay.smtp_timeout",
+        "spool.history_retention",
+        "relay.tracking_retention",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in {all}");
     }

@@ -7,6 +7,7 @@
 //! in-flight messages, flush the store and return. The admin API stops taking connections as
 //! shutdown starts and removes its token once its requests are done.
 
+mod retention;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -114,6 +115,8 @@ impl Server {
         let (deliver_stop, deliver_stop_rx) = watch::channel(false);
         let deliverer = tokio::spawn(crate::relay::queue::run(relay, accepted, deliver_stop_rx));
         tokio::spawn(crate::learn::sweep(ctx.store.clone(), ctx.config.learning.lifetime.0, ctx.shutdown.clone()));
+        let (history, tracking) = (ctx.config.spool.history_retention.0, ctx.config.relay.tracking_retention.0);
+        tokio::spawn(retention::sweep(ctx.store.clone(), history, tracking, ctx.shutdown.clone()));
         let mut loops = JoinSet::new();
         for (kind, listener) in listeners {
             loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));

@@ -214,3 +214,23 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused() {
     assert!(err.contains("in use by another process"), "{err}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_history_of_a_finished_message_is_forgotten_after_its_retention() {
+    let s = start(|c| c.spool.history_retention = Span(Duration::from_secs(1))).await;
+    let mut c = Tcp::connect(s.smtp).await;
+    assert!(c.reply().await.starts_with("220"));
+    assert!(c.cmd("EHLO client.test").await.contains("250 HELP"));
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<postmaster@localhost>").await, "250 2.1.5 Ok");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let reply = c.cmd("Subject: short-lived\r\n\r\nhello\r\n.").await;
+    let id: sipmta_store::QueueId = reply.rsplit(' ').next().unwrap().parse().unwrap();
+    let store = s.store.clone();
+    eventually("the delivery in the history", || store.history(id).unwrap().iter().any(|e| e.text.starts_with("delivered to maildir")))
+        .await;
+    // The sweep runs every second; the message's second and its last event must pass first.
+    eventually("the history to be forgotten", || store.history(id).unwrap().is_empty()).await;
+    assert_eq!(maildir_files(s.dir.path(), "localhost/postmaster").len(), 1, "only the record goes, not the mail");
+    s.stop().await;
+}
