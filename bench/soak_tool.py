@@ -406,8 +406,8 @@ def cmd_run(args):
     final = sample("idle-after")
     progress(final)
 
-    # The history each daemon keeps (one line per event; it outlives the spool, so it grows
-    # with every message: the store's history tree, which the sled cache holds in memory).
+    # The history each daemon keeps (one line per event; it outlives the spool by
+    # spool.history_retention: the store's history tree, which sled holds in memory).
     history = {}
     for site in (a, b):
         out = subprocess.run([site.binary, "--config", site.config, "history"], capture_output=True, text=True)
