@@ -278,6 +278,20 @@ impl SipAgent {
         options::probe(&self.inner.shared, number, invite::Target { uri: uri.to_owned(), addr: Some(addr) }, budget).await
     }
 
+    /// Each of our numbers with the time its registration has left, `None` when it is not
+    /// registered (never yet, or its registration lapsed after failed refreshes).
+    pub fn registrations(&self) -> Vec<(String, Option<Duration>)> {
+        let shared = &self.inner.shared;
+        let registered = shared.registered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        shared
+            .config
+            .numbers
+            .iter()
+            .map(|n| (n.user.clone(), registered.get(&n.user).and_then(|until| until.checked_duration_since(now)).filter(|d| !d.is_zero())))
+            .collect()
+    }
+
     /// Un-REGISTERs every number (`Expires: 0`), hangs up the calls still up, and stops the
     /// stack. Clones of this agent stop working too.
     pub async fn shutdown(self) {

@@ -105,7 +105,7 @@ pub struct Origin {
 }
 
 /// Per-recipient delivery state (DESIGN.md "Relay queue and DSN").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RcptState {
     /// Waiting for its first attempt.

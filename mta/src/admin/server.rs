@@ -14,6 +14,7 @@
 
 mod explain;
 mod learned;
+mod pages;
 mod tables;
 
 pub use learned::{LearnedRow, rows as learned_rows};
@@ -388,10 +389,17 @@ fn route(path: &str) -> Result<Route, Reply> {
 
 /// Check the token, route, act. Never panics: every failure is a [`Reply`].
 async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
+    let page = pages::is_page(&request);
+    if page && shared.ctx.config.admin.open_pages {
+        return pages::handle(&request, &shared.ctx).await;
+    }
     let presented = presented_token(&request);
     if !presented.is_some_and(|t| shared.token.verify(t)) {
         warn!(%peer, method = %request.method, path = %request.path, token = if presented.is_some() { "wrong" } else { "missing" }, "admin request refused: bad token");
         return Reply::error(401, "missing or wrong admin token").with("WWW-Authenticate", "Bearer");
+    }
+    if page {
+        return pages::handle(&request, &shared.ctx).await;
     }
     if learned::is_learned(&request) {
         return learned::handle(&request, &shared.ctx).await;

@@ -387,5 +387,6 @@ async fn connections_beyond_the_limit_get_503() {
     s.stop().await;
 }
 
+mod pages;
 mod queue;
 mod tables;

@@ -1,5 +1,5 @@
 //! The command line: `sipmta serve`, `check-config`, `user ...`, `queue ...`, `history`,
-//! `route ...`, `keyword ...`, `learned ...`, `prefix ...`, `protocol ...`, `dkim ...`, `demo`.
+//! `log`, `route ...`, `keyword ...`, `learned ...`, `prefix ...`, `protocol ...`, `dkim ...`, `demo`.
 //!
 //! Doc comments here are the `--help` text. Each subcommand lives in its own module and
 //! returns `anyhow::Result`; `main` prints the error chain and picks the exit code.
@@ -11,6 +11,7 @@ mod dkim;
 mod history;
 mod keyword;
 mod learned;
+mod log;
 mod prefix;
 mod protocol;
 mod queue;
@@ -66,6 +67,13 @@ pub enum Command {
     /// Show what happened to mail (receptions, attempts, DSNs, operator actions) across all
     /// messages, oldest first; finished messages included.
     History(history::HistoryArgs),
+    /// Follow one message through the daemon's log: its reception, every delivery attempt
+    /// with the remote reply, and the reports queued about it.
+    ///
+    /// Reads the log files named, or standard input:
+    /// `journalctl -u sipmta -o cat | sipmta log 6A1F0B2C00000007`. Text and JSON lines
+    /// (log.format) both work. Lines are printed unchanged, in order.
+    Log(log::LogArgs),
     /// The address/domain table: which addresses and domains are reached over the fast path,
     /// at which IP telephone number.
     #[command(subcommand)]
@@ -103,6 +111,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
         Command::Queue(cmd) => queue::run(cli.config.as_deref(), cmd),
         Command::History(args) => history::run(cli.config.as_deref(), args),
+        Command::Log(args) => log::run(&args),
         Command::Route(cmd) => route::run(cli.config.as_deref(), cmd),
         Command::Keyword(cmd) => keyword::run(cli.config.as_deref(), cmd),
         Command::Learned(cmd) => learned::run(cli.config.as_deref(), cmd),

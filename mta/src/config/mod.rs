@@ -176,6 +176,10 @@ pub struct Admin {
     /// Loopback addresses to listen on (requests carry passwords in clear text, so nothing
     /// else is allowed); an empty list turns the API off. Default `["127.0.0.1:8025"]`.
     pub listen: Vec<SocketAddr>,
+    /// Serve `/metrics` (Prometheus) and `/status` (HTML) without the token: they show counts,
+    /// queue states, recent deliveries and registrations, no message content or secrets, and
+    /// the listener is loopback-only. Default true; false asks for the token there too.
+    pub open_pages: bool,
 }
 
 /// Log line format.
@@ -217,7 +221,7 @@ impl Default for Config {
 
 impl Default for Admin {
     fn default() -> Self {
-        Admin { listen: vec![SocketAddr::from(([127, 0, 0, 1], 8025))] }
+        Admin { listen: vec![SocketAddr::from(([127, 0, 0, 1], 8025))], open_pages: true }
     }
 }
 

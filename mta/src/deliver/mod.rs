@@ -15,6 +15,7 @@ use sipmta_store::{QueueId, RcptState, Store, now};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::metrics::{Attempt, METRICS};
 
 /// The result for one local recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,16 @@ pub async fn deliver_message(config: &Config, store: &Store, id: QueueId) -> Vec
                 (RcptState::Deferred, format!("local delivery deferred: {e}"))
             }
         };
+        let delivered = state == RcptState::Delivered;
+        METRICS.delivery(Attempt {
+            id,
+            rcpt: &rcpt.address,
+            route: "local",
+            result: if delivered { "delivered" } else { "deferred" },
+            status: (!delivered).then_some("4.3.0"),
+            detail: &text,
+            received: env.received,
+        });
         let recorded = text.clone();
         let retry = config.relay.clone();
         let saved = store

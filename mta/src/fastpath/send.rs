@@ -68,6 +68,7 @@ pub async fn deliver(fp: &FastPath, tel: &str, txn: &Txn<'_>) -> Attempt {
     let started = Instant::now();
     let mut session = open(fp, tel).await?;
     let setup_ms = started.elapsed().as_millis();
+    crate::metrics::METRICS.fastpath_setup(started.elapsed());
     match session.conn.send(txn).await {
         Ok(outcome) => {
             info!(tel, setup_ms, "fast-path transaction done");

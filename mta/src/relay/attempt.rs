@@ -19,6 +19,7 @@ use super::resolve::Resolver;
 use super::tracking::{bounce_address, identify, parse_bounce_address, remember, sender_wants};
 use crate::config::Config;
 use crate::dsn::{self, Action, wanted};
+use crate::metrics::{Attempt, METRICS};
 
 /// What every attempt shares.
 #[derive(Debug)]
@@ -170,6 +171,16 @@ async fn forward_bounce(ctx: &RelayCtx, env: &Envelope, index: usize, hint: Queu
         None => "not a DSN about mail we relayed; discarded".to_owned(),
     };
     info!(queue_id = %env.id, rcpt = %env.recipients[index].address, result = "consumed", %text, "delivery");
+    let rcpt = &env.recipients[index].address;
+    METRICS.delivery(Attempt {
+        id: env.id,
+        rcpt,
+        route: "local",
+        result: "delivered",
+        status: None,
+        detail: &text,
+        received: env.received,
+    });
     let note = text.clone();
     let _ = ctx
         .store
@@ -337,8 +348,10 @@ async fn record(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], answers: &[Answe
             "deferred"
         };
         info!(queue_id = %env.id, rcpt = %r.address, route = "relay", remote = remote.as_deref().unwrap_or("-"), result, reply = %answer, "delivery");
-        let _ =
-            ctx.store.record(env.id, Some(&r.address), format!("{result}: {} ({answer})", remote.as_deref().unwrap_or("no connection")));
+        let detail = format!("{} ({answer})", remote.as_deref().unwrap_or("no connection"));
+        let status = Some(answer.status.as_str());
+        METRICS.delivery(Attempt { id: env.id, rcpt: &r.address, route: "relay", result, status, detail: &detail, received: env.received });
+        let _ = ctx.store.record(env.id, Some(&r.address), format!("{result}: {detail}"));
         if answer.is_permanent() && wanted(r.notify, Action::Failed) {
             failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
         }
@@ -381,6 +394,13 @@ async fn expire(ctx: &RelayCtx, env: &Envelope) {
             continue;
         }
         info!(queue_id = %env.id, rcpt = %r.address, result = "expired", "delivery");
+        let route = match r.route {
+            Route::Local => "local",
+            Route::Fast { .. } => "fast",
+            Route::Relay => "relay",
+        };
+        let detail = r.last_reply.as_deref().unwrap_or_default();
+        METRICS.delivery(Attempt { id: env.id, rcpt: &r.address, route, result: "expired", status: None, detail, received: env.received });
         let _ = ctx.store.record(env.id, Some(&r.address), r.last_reply.clone().unwrap_or_default());
         if wanted(r.notify, Action::Failed) {
             reports.push(recipient_report(r, Action::Failed, "4.4.7", r.last_reply.clone(), None));

@@ -23,6 +23,7 @@ use crate::dsn::{Action, wanted};
 use crate::fastpath::FastPath;
 use crate::fastpath::inline::Claim;
 use crate::fastpath::send::deliver;
+use crate::metrics::{Attempt, METRICS};
 
 /// What became of one fast-path recipient in an attempt.
 #[derive(Debug, Clone)]
@@ -121,7 +122,7 @@ pub async fn fast_recipients(
                 }
             }
             Err(reason) => {
-                info!(queue_id = %env.id, tel = %tel, %reason, "fast path failed; falling back to relay");
+                info!(queue_id = %env.id, tel = %tel, route = "fast", result = "fallback", %reason, "fast path failed; falling back to relay");
                 let why = format!("fast path to {tel} failed: {reason}; relaying");
                 fall_back(ctx, env, &idxs, &why).await;
                 results.extend(idxs.iter().map(|&index| FastResult {
@@ -156,6 +157,16 @@ async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
     }
     for &i in idxs {
         let _ = ctx.store.record(env.id, Some(&env.recipients[i].address), why);
+        let rcpt = &env.recipients[i].address;
+        METRICS.delivery(Attempt {
+            id: env.id,
+            rcpt,
+            route: "fast",
+            result: "fallback",
+            status: None,
+            detail: why,
+            received: env.received,
+        });
     }
 }
 
@@ -223,6 +234,9 @@ async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, outcomes: &[(usize, F
         let r = &env.recipients[*i];
         let result = if answer.is_positive() { "delivered" } else { "failed" };
         info!(queue_id = %env.id, rcpt = %r.address, route = "fast", tel, result, reply = %answer, "delivery");
+        let detail = format!("{tel} ({answer})");
+        let status = Some(answer.status.as_str());
+        METRICS.delivery(Attempt { id: env.id, rcpt: &r.address, route: "fast", result, status, detail: &detail, received: env.received });
         let _ = ctx.store.record(env.id, Some(&r.address), format!("{result} via fast path to {tel} ({answer})"));
         if *told_client {
             let _ = ctx.store.record(env.id, Some(&r.address), "the sending client got this refusal as its DATA reply; no DSN");

@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::attempt::RelayCtx;
 use crate::dsn::{self, Action, RecipientReport, mdn};
+use crate::metrics::METRICS;
 
 /// Send one DSN for `reports` (already filtered by the caller to one action family), if the
 /// sender may get one and any recipient wants it. Returns the DSN's queue id.
@@ -82,6 +83,7 @@ async fn queue(ctx: &RelayCtx, about: &Envelope, to: &str, mut bytes: Vec<u8>, s
     match store.accept(report_env, bytes).await {
         Ok(id) => {
             info!(queue_id = %about.id, dsn_id = %id, report = what, to, "{what} queued");
+            METRICS.dsn(&what.split(' ').next().unwrap_or(what).to_lowercase());
             let _ = store.record(about.id, None, format!("{what} {id} queued for {to}"));
             let _ = store.record(id, None, format!("{what} about {}", about.id));
             let _ = ctx.wake.send(id);

@@ -138,7 +138,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         crate::relay::tracking::observe(&store, &copy, &rcpts, hint).await;
                     });
                 }
-                info!(queue_id = %id, from = %from, rcpts = rcpt_count, size, "message accepted");
+                info!(queue_id = %id, from = %from, rcpts = rcpt_count, size, listener = self.st.kind.name(), "message accepted");
+                crate::metrics::METRICS.received(self.st.kind.name());
                 let origin = format!(
                     "received from {} ({}) on {}{}{} for {rcpt_count} recipient(s), {size} octets",
                     sanitise_helo(self.st.helo.as_deref().unwrap_or("unknown")),

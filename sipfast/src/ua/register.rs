@@ -106,6 +106,7 @@ async fn run(shared: Arc<Shared>, number: Registration, stop: CancellationToken,
         let wait = match register_once(&shared, &mut reg, &number.user, requested).await {
             Ok(granted) => {
                 info!(number = %number.user, granted_s = granted, "registered");
+                shared.set_registered(&number.user, Some(Duration::from_secs(granted.into())));
                 registered = true;
                 failures = 0;
                 if let Some(first) = first.take() {
@@ -142,6 +143,7 @@ async fn run(shared: Arc<Shared>, number: Registration, stop: CancellationToken,
             _ = tokio::time::sleep(wait) => {}
         }
     }
+    shared.set_registered(&number.user, None);
     if registered {
         // `stop` is cancelled, but the endpoint keeps serving until shutdown's last step.
         match register_once(&shared, &mut reg, &number.user, 0).await {

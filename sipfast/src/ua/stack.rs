@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub(crate) local: SocketAddr,
     pub(crate) dialogs: Arc<DialogLayer>,
     pub(crate) cancel: CancellationToken,
+    /// Until when each of our numbers is registered (the registrar's granted lifetime from its
+    /// last `2xx`), for [`super::SipAgent::registrations`].
+    pub(crate) registered: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// The agent behind [`super::SipAgent`].
@@ -54,6 +57,17 @@ pub(crate) struct Stack {
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SipAgent").field("local", &self.local).field("domain", &self.shared.config.domain).finish()
+    }
+}
+
+impl Shared {
+    /// Note that `number` is registered for `granted` from now, or no longer (`None`).
+    pub(crate) fn set_registered(&self, number: &str, granted: Option<Duration>) {
+        let mut registered = self.registered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match granted {
+            Some(granted) => registered.insert(number.to_owned(), std::time::Instant::now() + granted),
+            None => registered.remove(number),
+        };
     }
 }
 
@@ -93,7 +107,7 @@ impl Stack {
         tokio::spawn(async move { endpoint.serve().await });
         info!(%local, transport = ?config.transport, proxy = ?config.proxy, domain = %config.domain, "sip listener on UDP and TCP");
 
-        let shared = Arc::new(Shared { config, local, dialogs, cancel });
+        let shared = Arc::new(Shared { config, local, dialogs, cancel, registered: Default::default() });
         let (calls, incoming) = mpsc::channel(INCOMING_QUEUE);
         tokio::spawn(incoming::dispatch(shared.clone(), transactions, calls));
         keepalive::spawn(shared.clone());

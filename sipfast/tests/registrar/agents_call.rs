@@ -18,6 +18,11 @@ async fn call_through_registrar(a_transport: Transport, b_transport: Transport, 
     let (a, _a_incoming) = SipAgent::start(agent_config(a_transport, registrar.addr(), &[A], Some(PASSWORD))).await.unwrap();
     let (b, mut b_incoming) = SipAgent::start(agent_config(b_transport, registrar.addr(), &[B], Some(PASSWORD))).await.unwrap();
     assert_eq!((registrar.bindings(A), registrar.bindings(B)), (1, 1));
+    // What the agent reports (for sipmta's /metrics and status page): registered, with the
+    // registrar's granted lifetime left.
+    let [(number, left)] = a.registrations().try_into().unwrap();
+    assert_eq!(number, A);
+    assert!(left.is_some_and(|d| d > Duration::from_secs(30)), "{left:?}");
 
     let offer = sdp(40001, "actpass");
     let answer = sdp(40002, "passive");

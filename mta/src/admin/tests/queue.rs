@@ -16,7 +16,7 @@ use crate::queue_control::{Action, HistoryFilter};
 use crate::testutil::eventually;
 
 /// Send one message to `rcpt` over SMTP (the test trusts loopback); its queue id.
-async fn send(addr: SocketAddr, rcpt: &str) -> QueueId {
+pub(super) async fn send(addr: SocketAddr, rcpt: &str) -> QueueId {
     let mut io = BufReader::new(TcpStream::connect(addr).await.unwrap());
     let mut last = String::new();
     for line in ["", "EHLO client.test", "MAIL FROM:<a@example.org>", &format!("RCPT TO:<{rcpt}>"), "DATA", "Subject: q\r\n\r\nx\r\n."] {
