@@ -16,6 +16,7 @@ mod prefix;
 mod protocol;
 mod queue;
 mod route;
+mod sendmail;
 mod serve;
 mod user;
 
@@ -94,6 +95,17 @@ pub enum Command {
     /// DKIM signing keys: make one, print the DNS record that publishes it.
     #[command(subcommand)]
     Dkim(dkim::DkimCommand),
+    /// The sendmail interface for cron, PHP and scripts: read a message on standard input
+    /// and submit it (`sipmta sendmail -t -i`, `sipmta sendmail -f me@example.org you@example.net`).
+    ///
+    /// Goes to the running daemon over SMTP, or, when none runs, into the queue directly (it
+    /// leaves when the daemon starts). Relay needs the loopback network in trusted_networks.
+    /// Unqualified names get the first local domain. Missing From, Date and Message-ID headers
+    /// are added. Install it as /usr/sbin/sendmail with a two-line script that runs
+    /// `exec sipmta sendmail "$@"`. Exit codes are sendmail's: 0 sent, 64 usage, 65 bad input,
+    /// 69 refused, 75 try again later. `-bp` lists the queue like mailq.
+    #[command(disable_version_flag = true)]
+    Sendmail(sendmail::SendmailArgs),
     /// Try it: a registrar and two sites on this machine, one message by fast path and one
     /// that falls back to relay, each step printed with its timing.
     ///
@@ -119,6 +131,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Protocol(cmd) => protocol::run(cli.config.as_deref(), cmd),
         Command::Dkim(cmd) => dkim::run(cmd),
         Command::Demo(args) => demo::run(&args),
+        Command::Sendmail(args) => return sendmail::run(cli.config.as_deref(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,4 +145,14 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Load the configuration or fail with every error in it.
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {
     crate::config::Config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration\n{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap checks option clashes (a subcommand's -V against --version, say) only when a
+        // command is parsed; this checks every subcommand at once.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -28,4 +28,5 @@ mod registrar;
 mod relay;
 mod relay_mx;
 mod routes;
+mod sendmail;
 mod smuggling;
