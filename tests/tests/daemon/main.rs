@@ -13,6 +13,7 @@ mod crash;
 mod crash_load;
 mod delivery;
 mod demo;
+mod deploy;
 mod dkim;
 mod fastpath;
 mod fastpath_abuse;
