@@ -97,7 +97,7 @@ impl AdminServer {
         }
         let mut listeners = Vec::new();
         for addr in addrs {
-            let bound = TcpListener::bind(addr).await.with_context(|| format!("binding admin listener {addr}"))?;
+            let bound = crate::server::bind_tcp(*addr).with_context(|| format!("binding admin listener {addr}"))?;
             let local = bound.local_addr()?;
             info!(listener = "admin", addr = %local, "admin listener on {local}");
             listeners.push(bound);
@@ -117,11 +117,12 @@ impl AdminServer {
     /// remove the token and address files. `wake` is the queue manager's channel: queue changes
     /// send it the id of each message changed. `country_code` (config `routing.country_code`)
     /// completes the number plan that numbers given for the routing tables are checked with.
-    pub async fn run(self, ctx: Arc<crate::smtp::Ctx>) {
+    pub async fn run(self, live: watch::Receiver<Arc<crate::smtp::Ctx>>) {
+        let ctx = live.borrow().clone();
         let AdminServer { listeners, token, files } = self;
         let (store, wake, stop) = (ctx.store.clone(), ctx.accepted.clone(), ctx.shutdown.clone());
         let country_code = ctx.config.routing.country_code.clone();
-        let shared = Arc::new(Shared { store, token, wake, country_code, ctx });
+        let shared = Arc::new(Shared { store, token, wake, country_code, ctx: live });
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let refusals = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut loops = tokio::task::JoinSet::new();
@@ -146,8 +147,9 @@ struct Shared {
     token: Token,
     wake: mpsc::UnboundedSender<QueueId>,
     country_code: String,
-    /// The daemon's context: its config and live routing tables (for `route explain`).
-    ctx: Arc<crate::smtp::Ctx>,
+    /// The daemon's context: its config and live routing tables (for `route explain`),
+    /// replaced when the configuration is reloaded.
+    ctx: watch::Receiver<Arc<crate::smtp::Ctx>>,
 }
 
 async fn accept_loop(
@@ -389,9 +391,10 @@ fn route(path: &str) -> Result<Route, Reply> {
 
 /// Check the token, route, act. Never panics: every failure is a [`Reply`].
 async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
+    let ctx = shared.ctx.borrow().clone();
     let page = pages::is_page(&request);
-    if page && shared.ctx.config.admin.open_pages {
-        return pages::handle(&request, &shared.ctx).await;
+    if page && ctx.config.admin.open_pages {
+        return pages::handle(&request, &ctx).await;
     }
     let presented = presented_token(&request);
     if !presented.is_some_and(|t| shared.token.verify(t)) {
@@ -399,10 +402,10 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
         return Reply::error(401, "missing or wrong admin token").with("WWW-Authenticate", "Bearer");
     }
     if page {
-        return pages::handle(&request, &shared.ctx).await;
+        return pages::handle(&request, &ctx).await;
     }
     if learned::is_learned(&request) {
-        return learned::handle(&request, &shared.ctx).await;
+        return learned::handle(&request, &ctx).await;
     }
     let route = match route(&request.path) {
         Ok(r) => r,
@@ -411,7 +414,7 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
     let store = shared.store.clone();
     let wake = &shared.wake;
     if explain::is_explain(&request) {
-        return explain::handle(&request, &shared.ctx).await;
+        return explain::handle(&request, &ctx).await;
     }
     if let Route::Table(endpoint) = &route
         && let Some(reply) = tables::handle(&request, endpoint, store.clone(), &shared.country_code).await

@@ -50,6 +50,10 @@ pub enum Command {
     ///
     /// Listeners are announced in the log ("smtp listener on ADDR"), then "ready". On SIGTERM
     /// open transactions may finish within limits.shutdown_grace; new connections get 421.
+    /// SIGHUP reads the config file again: an invalid one is refused with its errors and the
+    /// running one stays; a valid one applies to new sessions and delivery attempts (TLS
+    /// certificates, domains, networks, limits, relay and routing settings), while listeners,
+    /// data_dir, admin, fastpath, registrar and log keep their values until a restart.
     Serve,
     /// Check a configuration file and report every error in it at once.
     ///

@@ -18,13 +18,18 @@ use crate::relay::outbound::BoxIo;
 use crate::smtp::{Ctx, Kind, SessionState, serve_connection};
 
 /// Answer calls until the channel closes or `stop`.
-pub async fn run(fp: Arc<FastPath>, mut incoming: mpsc::Receiver<Incoming>, smtp: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    fp: Arc<FastPath>,
+    mut incoming: mpsc::Receiver<Incoming>,
+    live: watch::Receiver<Arc<Ctx>>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let call = tokio::select! {
             c = incoming.recv() => match c { Some(c) => c, None => return },
             () = crate::server::stopped(&mut stop) => return,
         };
-        let (fp, smtp) = (fp.clone(), smtp.clone());
+        let (fp, smtp) = (fp.clone(), live.borrow().clone());
         let span = info_span!("fastpath_call", number = %call.number, from = %call.from);
         tokio::spawn(answer_call(fp, smtp, call).instrument(span));
     }

@@ -100,7 +100,7 @@ impl Drop for Expected {
 impl Streams {
     /// Bind the listener.
     pub async fn bind(addr: SocketAddr) -> io::Result<(Streams, TcpListener)> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = crate::server::bind_tcp(addr)?;
         let local = listener.local_addr()?;
         Ok((Streams { local, waiting: Arc::default() }, listener))
     }

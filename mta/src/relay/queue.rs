@@ -75,10 +75,13 @@ impl Schedule {
     }
 }
 
-/// Run the manager until `stop`; attempts in progress finish before it returns.
-pub async fn run(ctx: Arc<RelayCtx>, mut wake: mpsc::UnboundedReceiver<QueueId>, mut stop: watch::Receiver<bool>) {
-    let relay = ctx.config.relay.clone();
-    let parallel = relay.max_connections.max(1);
+/// Run the manager until `stop`; attempts in progress finish before it returns. `live` holds
+/// the delivery context, replaced when the configuration is reloaded: attempts started after
+/// that use the new one, those in progress finish with theirs.
+pub async fn run(mut live: watch::Receiver<Arc<RelayCtx>>, mut wake: mpsc::UnboundedReceiver<QueueId>, mut stop: watch::Receiver<bool>) {
+    let mut ctx = live.borrow_and_update().clone();
+    let mut relay = ctx.config.relay.clone();
+    let mut parallel = relay.max_connections.max(1);
     let mut schedule = Schedule::default();
     let mut in_flight: HashSet<QueueId> = HashSet::new();
     let mut recheck: HashSet<QueueId> = HashSet::new();
@@ -99,6 +102,12 @@ pub async fn run(ctx: Arc<RelayCtx>, mut wake: mpsc::UnboundedReceiver<QueueId>,
     info!(messages = count, "queue manager started");
     let mut reap = tokio::time::interval(ctx.pool.idle_for().max(Duration::from_secs(1)));
     loop {
+        if live.has_changed().unwrap_or(false) {
+            ctx = live.borrow_and_update().clone();
+            relay = ctx.config.relay.clone();
+            parallel = relay.max_connections.max(1);
+            reap = tokio::time::interval(ctx.pool.idle_for().max(Duration::from_secs(1)));
+        }
         let now = now();
         while tasks.len() < parallel {
             let Some(id) = schedule.pop_due(now) else { break };
@@ -134,6 +143,7 @@ pub async fn run(ctx: Arc<RelayCtx>, mut wake: mpsc::UnboundedReceiver<QueueId>,
                 Err(e) => error!(error = %e, "delivery attempt failed"),
             },
             _ = reap.tick() => ctx.pool.reap(false),
+            Ok(()) = live.changed() => {}
             _ = tokio::time::sleep(sleep) => {}
             () = crate::server::stopped(&mut stop) => break,
         }

@@ -7,6 +7,7 @@
 //! in-flight messages, flush the store and return. The admin API stops taking connections as
 //! shutdown starts and removes its token once its requests are done.
 
+mod reload;
 mod retention;
 pub mod tls;
 
@@ -61,7 +62,7 @@ impl Server {
             [(Kind::Smtp, &config.smtp), (Kind::Submission, &config.submission), (Kind::Submissions, &config.submissions)]
         {
             for addr in &listener.listen {
-                let bound = TcpListener::bind(addr).await.with_context(|| format!("binding {} listener {addr}", kind.name()))?;
+                let bound = bind_tcp(*addr).with_context(|| format!("binding {} listener {addr}", kind.name()))?;
                 let local = bound.local_addr()?;
                 info!(listener = kind.name(), addr = %local, "{} listener on {local}", kind.name());
                 listeners.push((kind, bound));
@@ -107,33 +108,58 @@ impl Server {
 
     /// Serve until `stop` completes, then shut down gracefully.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
+        let (_keep, reloads) = mpsc::unbounded_channel();
+        self.run_with_reloads(stop, reloads).await
+    }
+
+    /// [`Server::run`], applying each configuration that arrives on `reloads` (already loaded
+    /// and checked; see [`reload`]).
+    pub async fn run_with_reloads(self, stop: impl Future<Output = ()>, mut reloads: mpsc::UnboundedReceiver<Config>) -> Result<()> {
         let Server { ctx, listeners, admin, shutdown, accepted, relay, fast, registrar } = self;
+        let (ctx_tx, ctx_rx) = watch::channel(ctx.clone());
+        let (relay_tx, relay_rx) = watch::channel(relay);
+        let live = reload::Live { ctx: ctx_tx, relay: relay_tx };
         let limits = &ctx.config.limits;
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let per_client = Arc::new(PerClient { max: limits.max_sessions_per_client, counts: Mutex::default() });
         let (hard_stop, hard_stop_rx) = watch::channel(false);
         let (deliver_stop, deliver_stop_rx) = watch::channel(false);
-        let deliverer = tokio::spawn(crate::relay::queue::run(relay, accepted, deliver_stop_rx));
+        let deliverer = tokio::spawn(crate::relay::queue::run(relay_rx, accepted, deliver_stop_rx));
         tokio::spawn(crate::learn::sweep(ctx.store.clone(), ctx.config.learning.lifetime.0, ctx.shutdown.clone()));
         let (history, tracking) = (ctx.config.spool.history_retention.0, ctx.config.relay.tracking_retention.0);
         tokio::spawn(retention::sweep(ctx.store.clone(), history, tracking, ctx.shutdown.clone()));
         let mut loops = JoinSet::new();
         for (kind, listener) in listeners {
-            loops.spawn(accept_loop(kind, listener, ctx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
+            loops.spawn(accept_loop(kind, listener, ctx_rx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
         }
         // Stops with `shutdown`, as the SMTP listeners start refusing.
-        let admin = admin.map(|a| tokio::spawn(a.run(ctx.clone())));
+        let admin = admin.map(|a| tokio::spawn(a.run(ctx_rx.clone())));
         // The fast path's stream listener keeps serving while open transactions finish (a
         // delivery in progress may still need its stream); calls stop being answered at once.
         let fast = fast.map(|f| {
             let preamble = ctx.config.fastpath.preamble_timeout.0;
             tokio::spawn(f.fast.streams.clone().run(f.listener, preamble, hard_stop_rx.clone()));
-            tokio::spawn(crate::fastpath::receive::run(f.fast.clone(), f.incoming, ctx.clone(), ctx.shutdown.clone()));
+            tokio::spawn(crate::fastpath::receive::run(f.fast.clone(), f.incoming, ctx_rx.clone(), ctx.shutdown.clone()));
             tokio::spawn(reap_sessions(f.fast.clone(), ctx.shutdown.clone()));
             f.fast
         });
         info!("ready");
-        stop.await;
+        let reloading = async {
+            while let Some(config) = reloads.recv().await {
+                match live.apply(config) {
+                    Ok(kept) if kept.is_empty() => info!("configuration reloaded"),
+                    Ok(kept) => {
+                        warn!(needs_restart = ?kept, "configuration reloaded; these settings changed but take effect only at a restart")
+                    }
+                    Err(e) => error!(error = format!("{e:#}"), "configuration not reloaded; the running one stays"),
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = stop => {}
+            () = reloading => {}
+        }
         info!(grace = ?limits.shutdown_grace.0, "shutting down: finishing open transactions");
         let _ = shutdown.send(true);
         let all = u32::try_from(limits.max_sessions).unwrap_or(u32::MAX);
@@ -228,7 +254,7 @@ impl Drop for ClientSlot {
 async fn accept_loop(
     kind: Kind,
     listener: TcpListener,
-    ctx: Arc<Ctx>,
+    live: watch::Receiver<Arc<Ctx>>,
     sessions: Arc<Semaphore>,
     per_client: Arc<PerClient>,
     mut hard_stop: watch::Receiver<bool>,
@@ -247,6 +273,8 @@ async fn accept_loop(
             () = stopped(&mut hard_stop) => return,
         };
         let _ = stream.set_nodelay(true);
+        // The context in force now (a reload replaces it); the session keeps this one.
+        let ctx = live.borrow().clone();
         if *ctx.shutdown.borrow() {
             refuse(stream, Reply::new(421, "4.3.2", format!("{} Service shutting down, try again later", ctx.config.hostname)));
             continue;
@@ -272,6 +300,23 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// A listening TCP socket on `addr`, as `TcpListener::bind` makes one (SO_REUSEADDR, a
+/// backlog of 1024) but with IPV6_V6ONLY on IPv6 addresses: `[::]:25` then takes only IPv6,
+/// so it can be listed next to `0.0.0.0:25` whatever the system's `bindv6only` default
+/// (Linux's is dual-stack, and the second bind would fail with "address in use").
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Resolves once the flag turns true (or its sender is gone). The guard `wait_for` returns is

@@ -28,6 +28,7 @@ mod options;
 mod registrar;
 mod relay;
 mod relay_mx;
+mod reload;
 mod routes;
 mod sendmail;
 mod smuggling;

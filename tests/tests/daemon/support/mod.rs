@@ -190,6 +190,11 @@ impl Daemon {
         (status.code().unwrap_or(-1), dir, self.config.clone())
     }
 
+    /// Send `sig` to the running daemon (SIGHUP to reload, say).
+    pub fn signal(&self, sig: i32) {
+        signal(self.child.as_ref().unwrap(), sig);
+    }
+
     /// SIGKILL, as a crash; returns the directory and config for a restart.
     pub fn kill9(mut self) -> (tempfile::TempDir, PathBuf) {
         let mut child = self.child.take().unwrap();
