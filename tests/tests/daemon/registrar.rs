@@ -56,6 +56,23 @@ fn two_sites_and_the_built_in_registrar_need_no_other_software() {
     let id = send(&b, "alice@a.example", "and back");
     a.wait_mailbox("a.example/alice", 1);
     wait_history(&b, &id, "delivered via fast path to +815011111111");
+    // What the operator sees of it: A's metrics and status page.
+    let scrape = a.admin_get("/metrics");
+    for line in [
+        "sipmta_sip_registered{number=\"+815011111111\"} 1",
+        "sipmta_registrar_bindings 2",
+        "sipmta_fastpath_setup_seconds_count 1",
+        "sipmta_deliveries_total{route=\"fast\",result=\"delivered\"} 1",
+        "sipmta_deliveries_total{route=\"local\",result=\"delivered\"} 1",
+        "sipmta_messages_received_total{listener=\"fastpath\"} 1",
+        "sipmta_queue_messages 0",
+    ] {
+        assert!(scrape.lines().any(|l| l == line), "no `{line}` in A's /metrics:\n{scrape}");
+    }
+    let page = a.admin_get("/status");
+    assert!(page.contains("<td>+815011111111</td><td>yes, "), "{page}");
+    assert!(page.contains("Built-in registrar: 2 live contact(s)."), "{page}");
+    assert!(page.contains("<td>bob@b.example</td><td>fast</td><td>delivered</td>"), "{page}");
 }
 
 #[test]

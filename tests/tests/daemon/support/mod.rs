@@ -190,6 +190,19 @@ impl Daemon {
         (status.code().unwrap_or(-1), dir, self.config.clone())
     }
 
+    /// `GET path` on the admin listener without a token (`/metrics`, `/status`): the body of
+    /// a `200`.
+    pub fn admin_get(&self, path: &str) -> String {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(self.listener("admin")).unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: sipmta\r\n\r\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        body.to_owned()
+    }
+
     /// Send `sig` to the running daemon (SIGHUP to reload, say).
     pub fn signal(&self, sig: i32) {
         signal(self.child.as_ref().unwrap(), sig);
