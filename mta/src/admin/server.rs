@@ -16,6 +16,7 @@ mod explain;
 mod learned;
 mod pages;
 mod tables;
+mod users;
 
 pub use learned::{LearnedRow, rows as learned_rows};
 
@@ -28,7 +29,7 @@ use anyhow::{Context, Result};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
-use sipmta_store::{QueueId, Store, StoreError, normalise_name, now};
+use sipmta_store::{QueueId, Store, StoreError, now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -36,7 +37,7 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use self::tables::Endpoint;
 use super::http::{self, HttpError, Parsed, Request};
-use super::{ApiError, Files, NewPassword, NewUser, QueueEntry, UserInfo};
+use super::{ApiError, Files, QueueEntry};
 use crate::queue_control::{self, Action, Change, HistoryFilter};
 
 /// Time a client has to send its whole request, and again to read the answer.
@@ -422,10 +423,10 @@ async fn handle(request: Request, peer: SocketAddr, shared: &Shared) -> Reply {
         return reply;
     }
     let reply = match (request.method.as_str(), &route) {
-        ("GET", Route::Users) => list_users(store).await,
-        ("POST", Route::Users) => add_user(store, &request.body).await,
-        ("PUT", Route::Password(name)) => set_password(store, name.clone(), &request.body).await,
-        ("DELETE", Route::User(name)) => remove_user(store, name.clone()).await,
+        ("GET", Route::Users) => users::list(store).await,
+        ("POST", Route::Users) => users::add(store, &request.body).await,
+        ("PUT", Route::Password(name)) => users::set_password(store, name.clone(), &request.body).await,
+        ("DELETE", Route::User(name)) => users::remove(store, name.clone()).await,
         ("GET", Route::Queue) => list_queue(store).await,
         ("GET", Route::Message(id)) => show_message(store, id).await,
         ("DELETE", Route::Message(id)) => control(store, wake, Some(id), Action::Delete).await,
@@ -480,55 +481,6 @@ fn store_error(e: StoreError) -> Reply {
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| Reply::error(400, format!("malformed JSON body: {e}")))
-}
-
-fn check_password(password: &str) -> Result<(), Reply> {
-    if password.is_empty() { Err(Reply::error(400, "empty password")) } else { Ok(()) }
-}
-
-async fn list_users(store: Store) -> Result<Reply, Reply> {
-    let users = blocking(move || store.users()).await?;
-    let users: Vec<UserInfo> = users.into_iter().map(|u| UserInfo { name: u.name, created: u.created }).collect();
-    Ok(Reply::json(200, &users))
-}
-
-async fn add_user(store: Store, body: &[u8]) -> Result<Reply, Reply> {
-    let NewUser { name, password } = parse_body(body)?;
-    check_password(&password)?;
-    let user = blocking(move || {
-        store.add_user(&name, &password)?;
-        store.flush()?;
-        let name = normalise_name(&name)?;
-        let created = store.user(&name)?.map_or(0, |u| u.created);
-        Ok(UserInfo { name, created })
-    })
-    .await?;
-    info!(user = %user.name, "user added");
-    Ok(Reply::json(201, &user))
-}
-
-async fn set_password(store: Store, name: String, body: &[u8]) -> Result<Reply, Reply> {
-    let NewPassword { password } = parse_body(body)?;
-    check_password(&password)?;
-    let name = blocking(move || {
-        store.set_password(&name, &password)?;
-        store.flush()?;
-        normalise_name(&name)
-    })
-    .await?;
-    info!(user = %name, "user password changed");
-    Ok(Reply::empty(204))
-}
-
-async fn remove_user(store: Store, name: String) -> Result<Reply, Reply> {
-    let name = blocking(move || {
-        store.remove_user(&name)?;
-        store.flush()?;
-        normalise_name(&name)
-    })
-    .await?;
-    info!(user = %name, "user removed");
-    Ok(Reply::empty(204))
 }
 
 async fn list_queue(store: Store) -> Result<Reply, Reply> {
