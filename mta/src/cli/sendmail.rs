@@ -4,9 +4,10 @@
 //! The message is read from standard input and submitted over SMTP, so it goes through the
 //! same reception as any other mail (Received header, routing decision, fsync before success):
 //! - to the running daemon, on its first SMTP listener (an unspecified address is reached on
-//!   loopback); the daemon is known to run because it holds the store;
-//! - when none runs, to an SMTP session run in this process on the store itself; the message
-//!   waits in the queue and goes out when the daemon starts.
+//!   loopback), which any local user can reach;
+//! - when nothing answers there, to an SMTP session run in this process on the store itself
+//!   (which needs the store owner's rights); the message waits in the queue and goes out when
+//!   the daemon starts.
 //!
 //! Sending out (relay) is allowed as for any SMTP client: the loopback network must be in
 //! `trusted_networks`. Unqualified names (`root`) get the first local domain, like Postfix's
@@ -35,6 +36,8 @@ const EX_TEMPFAIL: u8 = 75;
 
 /// How long each SMTP step may take (the whole message is in memory, so this is generous).
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// How long connecting to the daemon may take (it is on this machine).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// sendmail's options, as cron, PHP and scripts pass them.
 #[derive(Debug, Clone, Default, Args)]
@@ -261,23 +264,18 @@ fn submit(config: &Config, envelope: Envelope, body: Vec<u8>) -> Result<(), Fail
         .build()
         .map_err(|e| Failure::new(EX_TEMPFAIL, format!("starting the runtime: {e}")))?;
     runtime.block_on(async {
-        match sipmta_store::Store::open(&config.data_dir) {
-            Err(sipmta_store::StoreError::Locked(_)) => {
-                let addr = daemon_address(config)
-                    .ok_or_else(|| Failure::new(EX_UNAVAILABLE, "the daemon runs but has no smtp.listen or submission.listen address"))?;
-                if addr.port() == 0 {
-                    return Err(Failure::new(
-                        EX_UNAVAILABLE,
-                        format!("the daemon listens on {addr}, a port chosen at its start: give it a fixed port"),
-                    ));
-                }
-                let stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
-                    .await
-                    .map_err(|_| Failure::new(EX_TEMPFAIL, format!("connecting to {addr}: timed out")))?
-                    .map_err(|e| Failure::new(EX_TEMPFAIL, format!("connecting to the daemon at {addr}: {e}")))?;
-                transact(stream, config, &envelope, &body).await
+        // The daemon first: any user can reach its port, while the store is its owner's.
+        let addr = daemon_address(config).filter(|a| a.port() != 0);
+        if let Some(addr) = addr {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return transact(stream, config, &envelope, &body).await,
+                // Nobody listens: the daemon is not running (or not yet), so queue it ourselves.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Ok(Err(e)) => return Err(Failure::new(EX_TEMPFAIL, format!("connecting to the daemon at {addr}: {e}"))),
+                Err(_) => return Err(Failure::new(EX_TEMPFAIL, format!("connecting to the daemon at {addr}: timed out"))),
             }
-            Err(e) => Err(Failure::new(EX_TEMPFAIL, format!("no daemon runs and the store cannot be opened: {e}"))),
+        }
+        match sipmta_store::Store::open(&config.data_dir) {
             Ok((store, _)) => {
                 let (client, server) = tokio::io::duplex(64 << 10);
                 // Kept until the session ends: a dropped sender reads as "shutting down".
@@ -287,6 +285,14 @@ fn submit(config: &Config, envelope: Envelope, body: Vec<u8>) -> Result<(), Fail
                 let _ = session.await;
                 result
             }
+            Err(sipmta_store::StoreError::Locked(_)) => Err(Failure::new(
+                EX_TEMPFAIL,
+                match addr {
+                    Some(addr) => format!("the daemon holds the store but does not answer at {addr}"),
+                    None => "the daemon holds the store but listens on no fixed SMTP port (smtp.listen); give it one".to_owned(),
+                },
+            )),
+            Err(e) => Err(Failure::new(EX_TEMPFAIL, format!("the daemon does not run and the store cannot be opened: {e}"))),
         }
     })
 }

@@ -5,8 +5,13 @@
 
 use super::*;
 
+/// A site with no SMTP listener configured, so sendmail goes to the store unless a test names
+/// a running daemon's.
 fn config(dir: &std::path::Path) -> Config {
+    let none = crate::config::Listener { listen: Vec::new(), ..Default::default() };
     Config {
+        smtp: none.clone(),
+        submission: none,
         data_dir: dir.to_path_buf(),
         hostname: "mx.example.org".into(),
         local_domains: vec!["example.org".into()],

@@ -63,6 +63,31 @@ fn sendmail_from_a_pipe_reaches_the_mailbox_with_and_without_a_daemon() {
     assert!(second.contains("line 1\n.\nline 3"), "-i keeps the lone dot: {second}");
     assert!(second.contains("Message-ID: <") && second.contains("Date: "), "{second}");
 
+    // An ordinary user (cron runs jobs as their owners) reaches the daemon too: through its
+    // port, without rights on the store. Only where that user can run the built binary.
+    let runs_as_nobody = |cmd: &str| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", "sh", "-c", cmd]).env("SIPMTA_CONFIG", &config);
+        c
+    };
+    let readable = |p: &Path, mode| {
+        let mut perms = std::fs::metadata(p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, mode);
+        std::fs::set_permissions(p, perms).unwrap();
+    };
+    readable(d.dir.path(), 0o755);
+    readable(&config, 0o644);
+    if runs_as_nobody(&format!("test -x {}", bin().display())).status().is_ok_and(|s| s.success()) {
+        let script = format!("printf 'Subject: from nobody\\n\\nhi\\n' | {} sendmail -i root", wrapper.display());
+        let out = runs_as_nobody(&script).output().unwrap();
+        ok(&out);
+        let all = d.wait_mailbox("example.org/root", 3);
+        let mail = all.iter().find(|m| m.contains("Subject: from nobody")).unwrap();
+        assert!(mail.contains("From: nobody@example.org"), "{mail}");
+    } else {
+        eprintln!("note: `nobody` cannot run {}; the unprivileged sendmail check is skipped", bin().display());
+    }
+
     // Modes other than -bm and -bp are usage errors (64); an address the daemon refuses is 69.
     let bad = shell("echo x | sendmail -bs root", &config, &wrappers);
     assert_eq!(bad.status.code(), Some(64), "{}", String::from_utf8_lossy(&bad.stderr));
