@@ -59,6 +59,9 @@ const ENVELOPES: &str = "envelopes";
 const USERS: &str = "users";
 const HISTORY: &str = "history";
 const TRACKING: &str = "tracking";
+/// sled's page cache for [`Store::open`]: enough for the queue and recent history of a busy
+/// site, far below sled's own default of 1 GiB.
+pub const DEFAULT_CACHE: u64 = 64 << 20;
 
 /// A handle on the store; cheap to clone, shared by every session.
 #[derive(Clone, Debug)]
@@ -107,6 +110,13 @@ impl Store {
     /// Open (or create) the store under `dir` (the database lives in `dir/db`) and repair what a
     /// crash may have left: messages whose envelope was never written are removed.
     pub fn open(dir: &Path) -> Result<(Store, Recovery)> {
+        Store::open_with_cache(dir, DEFAULT_CACHE)
+    }
+
+    /// [`Store::open`] with sled's page cache capped at `cache_bytes`. sled fills its cache
+    /// with every page written until the cap (1 GiB by its default), so a daemon whose trees
+    /// churn (messages in and out, history pruned) grows to it: the cap bounds that memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<(Store, Recovery)> {
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::Io { context: format!("creating data directory {}", dir.display()), source })?;
         let db_path = dir.join("db");
@@ -117,7 +127,7 @@ impl Store {
         let db = loop {
             // A larger segment keeps sled's log records inline: records over a quarter segment
             // would go to blob files that sled never syncs.
-            match sled::Config::new().path(&db_path).segment_size(8 << 20).open() {
+            match sled::Config::new().path(&db_path).segment_size(8 << 20).cache_capacity(cache_bytes).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(ref io)) if io.to_string().contains("could not acquire lock") => {
                     if std::time::Instant::now() >= deadline {

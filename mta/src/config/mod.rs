@@ -155,6 +155,9 @@ pub struct Spool {
     /// message, so this bounds the daemon's size: three days at 10,000 messages a day is about
     /// 30 MiB. The log keeps the long-term record.
     pub history_retention: Span,
+    /// Memory for the store's page cache (sled's cache capacity). sled keeps pages it wrote
+    /// until this cap, so it bounds how much the daemon grows with the queue and history.
+    pub db_cache: ByteSize,
 }
 
 /// Log output.
@@ -251,7 +254,11 @@ impl Default for Limits {
 
 impl Default for Spool {
     fn default() -> Self {
-        Spool { min_free_space: ByteSize(100 << 20), history_retention: Span(Duration::from_secs(3 * 86_400)) }
+        Spool {
+            min_free_space: ByteSize(100 << 20),
+            history_retention: Span(Duration::from_secs(3 * 86_400)),
+            db_cache: ByteSize(sipmta_store::DEFAULT_CACHE),
+        }
     }
 }
 
@@ -298,6 +305,9 @@ impl Config {
             if !is_domain(d) {
                 errors.push(format!("local_domains: {d:?} is not a domain name"));
             }
+        }
+        if self.spool.db_cache.0 < 1 << 20 {
+            errors.push("spool.db_cache: must be at least 1MiB".into());
         }
         if self.spool.history_retention.0 < Duration::from_secs(1) {
             errors.push("spool.history_retention: must be at least 1s".into());

@@ -93,6 +93,7 @@ fn semantic_checks_are_all_reported() {
         max_auth_failures = 0
         [spool]
         history_retention = "0s"
+        db_cache = "1KiB"
         [relay]
         smtp_timeout = "0s"
         tracking_retention = "0s"
@@ -109,6 +110,7 @@ fn semantic_checks_are_all_reported() {
         "max_auth_failures",
         "relay.smtp_timeout",
         "spool.history_retention",
+        "spool.db_cache",
         "relay.tracking_retention",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in {all}");

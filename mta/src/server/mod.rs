@@ -53,8 +53,8 @@ impl Server {
     /// log. Fails (naming the culprit) if the store is in use or an address cannot be bound.
     pub async fn start(config: Config) -> Result<Server> {
         let config = Arc::new(config);
-        let (store, recovery) =
-            Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        let (store, recovery) = Store::open_with_cache(&config.data_dir, config.spool.db_cache.0)
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
         info!(data_dir = %config.data_dir.display(), queued = recovery.queued, orphans_removed = recovery.orphans_removed, "store open");
         let tls = tls::acceptor(&config).context("setting up TLS")?;
         let mut listeners = Vec::new();

@@ -86,6 +86,7 @@ fn keep_running(running: &Config, new: &mut Config) -> Vec<&'static str> {
     keep!(registrar, "registrar");
     keep!(log, "log");
     keep!(spool.history_retention, "spool.history_retention");
+    keep!(spool.db_cache, "spool.db_cache");
     keep!(relay.tracking_retention, "relay.tracking_retention");
     keep!(learning.lifetime, "learning.lifetime");
     keep!(limits.max_sessions, "limits.max_sessions");
