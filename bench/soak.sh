@@ -38,8 +38,10 @@
 #   HISTORY_RETENTION (spool.history_retention and relay.tracking_retention, 3d and 7d by
 #   default) and sled holds them in memory, about 1 KiB per message. The run keeps them for 5
 #   minutes, half the warm-up, so that the bound is measured with the retention window full:
-#   the steady state a site reaches once its retention period has passed. The data
-#   directory's sled database is reported, not bounded.
+#   the steady state a site reaches once its retention period has passed. sled also keeps the
+#   pages it writes in its cache up to spool.db_cache; the run caps it at DB_CACHE (16 MiB),
+#   which the warm-up's writes fill, for the same reason. The data directory's sled database
+#   is reported, not bounded.
 #
 # Usage (as root, like the other bench scripts; smtp-sink -u needs it):
 #   bench/soak.sh                                # 30 minutes at 20 msg/s, about 35 minutes in all
@@ -63,6 +65,8 @@
 #   DEFER_RETRY [10s]       A's relay.retry (one wait, repeated)
 #   DELAY_WARNING [30s]     A's relay.delay_warning: one delayed DSN per deferred message
 #   HISTORY_RETENTION [5m]  both sites' spool.history_retention and relay.tracking_retention
+#   DB_CACHE [16MiB]        both sites' spool.db_cache (sled's page cache; 64MiB by default):
+#                           smaller than the default so that it is full before the warm-up ends
 #   FP_SESSION_IDLE [100ms] A's fastpath.session_idle: short, so that about half the fast messages
 #                           find an idle session (RSET, reuse) and half set up a new SIP call
 #   SIPMTA_LOG [info]       both daemons' log filter (JSON lines; the tool counts deliveries in them)
@@ -104,6 +108,7 @@ DEFER_RETRY=${DEFER_RETRY:-10s}
 DELAY_WARNING=${DELAY_WARNING:-30s}
 FP_SESSION_IDLE=${FP_SESSION_IDLE:-100ms}
 HISTORY_RETENTION=${HISTORY_RETENTION:-5m}
+DB_CACHE=${DB_CACHE:-16MiB}
 SIPMTA_LOG=${SIPMTA_LOG:-info}
 SIPMTA_BIN=${SIPMTA_BIN:-}
 SIPMTA_REV=${SIPMTA_REV:-}
@@ -211,6 +216,7 @@ listen = ["127.0.0.1:$((port + 1))"]
 [spool]
 min_free_space = 0
 history_retention = "$HISTORY_RETENTION"
+db_cache = "$DB_CACHE"
 
 [log]
 format = "json"
@@ -312,7 +318,7 @@ rc=0
     echo "# Soak test, $START_DATE"
     echo
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r); load average at start $LOAD_START (shared machine)"
-    echo "- sipmta $SIPMTA_REV, SIPMTA_LOG=$SIPMTA_LOG (JSON); site A under test (built-in registrar, fast path with session_idle $FP_SESSION_IDLE, relay retry $DEFER_RETRY, delay_warning $DELAY_WARNING, lifetime $DEFER_LIFETIME); history and tracking kept $HISTORY_RETENTION on both sites; site B the fast path's final server"
+    echo "- sipmta $SIPMTA_REV, SIPMTA_LOG=$SIPMTA_LOG (JSON); site A under test (built-in registrar, fast path with session_idle $FP_SESSION_IDLE, relay retry $DEFER_RETRY, delay_warning $DELAY_WARNING, lifetime $DEFER_LIFETIME); history and tracking kept $HISTORY_RETENTION and db_cache $DB_CACHE on both sites; site B the fast path's final server"
     echo "- load: $DURATION s at $RATE msg/s from $CLIENTS clients, 1-$PER_CONN messages per connection, mix $MIX, body sizes $SIZES bytes weighted $SIZE_WEIGHTS; samples every $SAMPLE s, warm-up $WARMUP s; the whole run took $(((T_END - T_START) / 60)) min $(((T_END - T_START) % 60)) s"
     echo "- command: \`DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP bench/soak.sh\`; every sample: \`$(basename "${out%.md}").csv\`"
     echo
