@@ -24,6 +24,7 @@ mod learning;
 mod lifecycle;
 mod limits;
 mod locators;
+mod observe;
 mod options;
 mod registrar;
 mod relay;
