@@ -101,9 +101,12 @@ pub async fn run(mut live: watch::Receiver<Arc<RelayCtx>>, mut wake: mpsc::Unbou
     }
     info!(messages = count, "queue manager started");
     let mut reap = tokio::time::interval(ctx.pool.idle_for().max(Duration::from_secs(1)));
+    let mut retired: Vec<Arc<RelayCtx>> = Vec::new();
     loop {
         if live.has_changed().unwrap_or(false) {
-            ctx = live.borrow_and_update().clone();
+            // The old context's pool gets back the connections of attempts still running on
+            // it: close them as they come idle (QUIT), or they would linger until shutdown.
+            retired.push(std::mem::replace(&mut ctx, live.borrow_and_update().clone()));
             relay = ctx.config.relay.clone();
             parallel = relay.max_connections.max(1);
             reap = tokio::time::interval(ctx.pool.idle_for().max(Duration::from_secs(1)));
@@ -142,7 +145,12 @@ pub async fn run(mut live: watch::Receiver<Arc<RelayCtx>>, mut wake: mpsc::Unbou
                 }
                 Err(e) => error!(error = %e, "delivery attempt failed"),
             },
-            _ = reap.tick() => ctx.pool.reap(false),
+            _ = reap.tick() => {
+                ctx.pool.reap(false);
+                for old in &retired {
+                    old.pool.reap(true);
+                }
+            }
             Ok(()) = live.changed() => {}
             _ = tokio::time::sleep(sleep) => {}
             () = crate::server::stopped(&mut stop) => break,
@@ -154,6 +162,9 @@ pub async fn run(mut live: watch::Receiver<Arc<RelayCtx>>, mut wake: mpsc::Unbou
         }
     }
     ctx.pool.reap(true);
+    for old in &retired {
+        old.pool.reap(true);
+    }
 }
 
 fn reschedule(ctx: &RelayCtx, schedule: &mut Schedule, id: QueueId, relay: &Relay) {
