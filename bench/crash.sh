@@ -19,14 +19,14 @@ KILLS=${KILLS:-5}
 ROUNDS=${ROUNDS:-1}
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 say() { printf '[crash.sh] %s\n' "$*" >&2; }
+fail() { printf '[crash.sh] FAIL: %s\n' "$*" >&2; exit 1; }
+SIPMTA_BIN=${SIPMTA_BIN:-} SIPMTA_REV=${SIPMTA_REV:-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 command -v smtp-sink >/dev/null || { say "installing postfix (smtp-sink)"; DEBIAN_FRONTEND=noninteractive apt-get install -y postfix >&2; }
 cd "$REPO"
-if [ -z "${SIPMTA_BIN:-}" ]; then
-    say "building sipmta (cargo build --release -p sipmta)"
-    cargo build --release --locked -p sipmta >&2
-    SIPMTA_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/sipmta"
-fi
+build_sipmta "$REPO"
 export SIPMTA_BIN CRASH_MESSAGES=$MESSAGES CRASH_KILLS=$KILLS
 REV=$(git rev-parse --short HEAD)
 LOG=$(mktemp)

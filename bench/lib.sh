@@ -26,8 +26,8 @@ stop_pid() { # pid: TERM, wait up to 10 s, KILL
 # Set SIPMTA_BIN (a release build of this checkout unless given) and SIPMTA_REV (its label).
 build_sipmta() { # repo
     if [ -z "$SIPMTA_BIN" ]; then
-        say "building sipmta (cargo build --release -p sipmta)"
-        (cd "$1" && cargo build --release -p sipmta >&2)
+        say "building sipmta (cargo build --release --locked -p sipmta)"
+        (cd "$1" && cargo build --release --locked -p sipmta >&2)
         SIPMTA_BIN="${CARGO_TARGET_DIR:-$1/target}/release/sipmta"
         if [ -z "$SIPMTA_REV" ]; then
             SIPMTA_REV=$(git -C "$1" rev-parse --short HEAD)

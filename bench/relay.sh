@@ -176,17 +176,7 @@ DISK=$(basename "$(readlink -f "$DEV")")
 grep -qw "$DISK" /proc/diskstats || DISK=""
 
 # ------------------------------------------------------------------------------ sipmta binary
-if [ -z "$SIPMTA_BIN" ]; then
-    say "building sipmta (cargo build --release -p sipmta)"
-    (cd "$REPO" && cargo build --release -p sipmta >&2)
-    SIPMTA_BIN="$REPO/target/release/sipmta"
-    if [ -z "$SIPMTA_REV" ]; then
-        SIPMTA_REV=$(git -C "$REPO" rev-parse --short HEAD)
-        git -C "$REPO" diff --quiet HEAD -- . 2>/dev/null || SIPMTA_REV="$SIPMTA_REV + uncommitted changes"
-    fi
-fi
-SIPMTA_REV=${SIPMTA_REV:-"$SIPMTA_BIN"}
-[ -x "$SIPMTA_BIN" ] || fail "no sipmta binary at $SIPMTA_BIN"
+build_sipmta "$REPO"
 
 # ------------------------------------------------------------------------------ smtp-sink
 # One sink for the whole benchmark (restarting it would break the MTAs' cached connections).
