@@ -383,8 +383,7 @@ impl Store {
         let mut found = Vec::new();
         for item in self.inner.history.iter() {
             let (key, value) = item?;
-            let corrupt =
-                |reason: String| StoreError::Corrupt { tree: HISTORY, key: key.iter().map(|b| format!("{b:02x}")).collect(), reason };
+            let corrupt = |reason: String| StoreError::Corrupt { tree: HISTORY, key: retention::hex(&key), reason };
             let (Some(id), Some(seq)) = (key.get(..8).and_then(QueueId::from_key), key.get(8..).and_then(|s| s.try_into().ok())) else {
                 return Err(corrupt("key is not a queue id and a sequence number".into()));
             };

@@ -89,6 +89,7 @@ impl Store {
     }
 }
 
-fn hex(key: &[u8]) -> String {
+/// A binary key as hex, for error messages.
+pub(crate) fn hex(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
