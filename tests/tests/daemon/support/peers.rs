@@ -24,7 +24,7 @@ impl Sink {
         let dir = tempfile::tempdir().unwrap();
         // smtp-sink writes its dumps as `nobody`.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let port = port.unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let port = port.unwrap_or_else(super::sip::free_port);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut child = Command::new("smtp-sink")
             .args(["-u", "nobody", "-d"])

@@ -4,7 +4,7 @@
 //! sipmta sites, and sipp running one of sipfast's scenarios (sipfast/tests/sipp/) as the
 //! remote user agent.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -13,16 +13,9 @@ use super::{wait_for, workspace};
 /// The SIP domain the config serves.
 pub const DOMAIN: &str = "sip.example";
 
-/// A loopback port free for both UDP and TCP right now.
-pub fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+#[path = "../../../../sipfast/tests/common/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 fn port_bound(proto: &str, port: u16) -> bool {
     let table = std::fs::read_to_string(format!("/proc/net/{proto}")).unwrap_or_default();
