@@ -12,6 +12,7 @@
 //! - [`inline`]: the SMTP session's own attempt, whose verdict becomes its DATA reply;
 //! - [`receive`]: the receiving side.
 
+pub mod first;
 pub mod inline;
 pub mod locate;
 pub mod probe;

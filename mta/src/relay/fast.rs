@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::attempt::RelayCtx;
 use super::outbound::{Answer, Txn, TxnRcpt};
-use super::report::{recipient_report, send as send_dsn};
+use super::report::{recipient_report, send_about as send_dsn};
 use crate::dsn::{Action, wanted};
 use crate::fastpath::FastPath;
 use crate::fastpath::inline::Claim;
@@ -58,8 +58,8 @@ pub enum FastOutcome {
 /// Where an inline session waits for the results (see [`fast_recipients`]).
 pub type Early = tokio::sync::oneshot::Sender<Vec<FastResult>>;
 
-/// Deliver every due fast-path recipient of `env`. `claim` is the inline client's, when one
-/// waits for this single-recipient message.
+/// Deliver every due fast-path recipient of the spooled message `env`. `claim` is the inline
+/// client's, when one waits for this single-recipient message.
 ///
 /// `early`, when given and every recipient goes to one number, gets the results as soon as the
 /// final server has answered, before they are recorded: the waiting client's reply does not
@@ -87,43 +87,17 @@ pub async fn fast_recipients(
     }
     let one_number = numbers.len() == 1;
     for (tel, idxs) in numbers {
-        let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
-        let txn = Txn {
-            sender: &env.sender,
-            env_id: Some(&env_id),
-            ret: env.ret,
-            body: env.body,
-            smtputf8: env.smtputf8,
-            rcpts: idxs
-                .iter()
-                .map(|&i| &env.recipients[i])
-                .map(|r| TxnRcpt { address: &r.address, notify: r.notify, orcpt: r.orcpt.as_deref() })
-                .collect(),
-            message,
-        };
-        match deliver(fast, &tel, &txn).await {
-            Ok(done) => {
-                info!(queue_id = %env.id, tel = %tel, setup_ms = ?done.setup_ms, reused = done.setup_ms.is_none(), "fast path answered");
-                let outcomes = classify(&tel, &idxs, done.outcome.answers, claim);
-                let found: Vec<FastResult> = outcomes
-                    .iter()
-                    .map(|(index, outcome)| FastResult {
-                        index: *index,
-                        tel: tel.clone(),
-                        setup_ms: done.setup_ms,
-                        outcome: outcome.clone(),
-                    })
-                    .collect();
+        match transmit(fast, env, message, &tel, &idxs, claim).await {
+            Ok(sent) => {
+                let found = sent.results(&tel);
                 if one_number && let Some(early) = early.take() {
                     let _ = early.send(found.clone());
                 }
-                if record(ctx, env, &tel, &outcomes, done.outcome.dsn_passed).await {
+                if record(ctx, env, message, &tel, &sent).await {
                     results.extend(found);
                 }
             }
-            Err(reason) => {
-                info!(queue_id = %env.id, tel = %tel, route = "fast", result = "fallback", %reason, "fast path failed; falling back to relay");
-                let why = format!("fast path to {tel} failed: {reason}; relaying");
+            Err(why) => {
                 fall_back(ctx, env, &idxs, &why).await;
                 results.extend(idxs.iter().map(|&index| FastResult {
                     index,
@@ -137,30 +111,96 @@ pub async fn fast_recipients(
     results
 }
 
+/// The final server's answers to one fast-path transaction.
+#[derive(Debug)]
+pub struct Sent {
+    /// Each recipient's index in the envelope and outcome.
+    pub outcomes: Vec<(usize, FastOutcome)>,
+    /// Call setup of a new session in ms; `None` for a reused session.
+    pub setup_ms: Option<u128>,
+    /// The final server took NOTIFY, so it reports success itself.
+    pub dsn_passed: bool,
+}
+
+impl Sent {
+    /// The outcomes as results for a caller.
+    pub fn results(&self, tel: &str) -> Vec<FastResult> {
+        self.outcomes
+            .iter()
+            .map(|(index, outcome)| FastResult { index: *index, tel: tel.to_owned(), setup_ms: self.setup_ms, outcome: outcome.clone() })
+            .collect()
+    }
+}
+
+/// One SMTP transaction over a fast-path session to `tel` for recipients `idxs` of `env`. It
+/// writes nothing; `Err` says why the fast path failed, and the recipients go to relay.
+pub async fn transmit(
+    fast: &FastPath,
+    env: &Envelope,
+    message: &[u8],
+    tel: &str,
+    idxs: &[usize],
+    claim: Option<&Claim>,
+) -> Result<Sent, String> {
+    let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
+    let txn = Txn {
+        sender: &env.sender,
+        env_id: Some(&env_id),
+        ret: env.ret,
+        body: env.body,
+        smtputf8: env.smtputf8,
+        rcpts: idxs
+            .iter()
+            .map(|&i| &env.recipients[i])
+            .map(|r| TxnRcpt { address: &r.address, notify: r.notify, orcpt: r.orcpt.as_deref() })
+            .collect(),
+        message,
+    };
+    match deliver(fast, tel, &txn).await {
+        Ok(done) => {
+            info!(queue_id = %env.id, tel = %tel, setup_ms = ?done.setup_ms, reused = done.setup_ms.is_none(), "fast path answered");
+            Ok(Sent {
+                outcomes: classify(tel, idxs, done.outcome.answers, claim),
+                setup_ms: done.setup_ms,
+                dsn_passed: done.outcome.dsn_passed,
+            })
+        }
+        Err(reason) => {
+            info!(queue_id = %env.id, tel = %tel, route = "fast", result = "fallback", %reason, "fast path failed; falling back to relay");
+            Err(format!("fast path to {tel} failed: {reason}; relaying"))
+        }
+    }
+}
+
 /// Move recipients to the relay route, due now, with the reason in their history.
-async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
+pub async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
     let (list, text) = (idxs.to_vec(), why.to_owned());
-    let changed = ctx
-        .store
-        .modify(env.id, move |e| {
-            for &i in &list {
-                if let Some(r) = e.recipients.get_mut(i) {
-                    r.route = Route::Relay;
-                    r.next_attempt = 0;
-                    r.last_reply = Some(text.clone());
-                }
-            }
-        })
-        .await;
+    let changed = ctx.store.modify(env.id, move |e| to_relay(e, &list, &text)).await;
     if let Err(e) = changed {
         warn!(queue_id = %env.id, error = %e, "cannot move fast-path recipients to relay; they will be retried");
     }
+    report_fallback(ctx, env, idxs, why);
+}
+
+/// The envelope change of [`fall_back`]: the recipients go to relay, due now.
+pub fn to_relay(e: &mut Envelope, idxs: &[usize], why: &str) {
     for &i in idxs {
-        let _ = ctx.store.record(env.id, Some(&env.recipients[i].address), why);
-        let rcpt = &env.recipients[i].address;
+        if let Some(r) = e.recipients.get_mut(i) {
+            r.route = Route::Relay;
+            r.next_attempt = 0;
+            r.last_reply = Some(why.to_owned());
+        }
+    }
+}
+
+/// History and metrics of recipients moved to relay.
+pub fn report_fallback(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
+    for &i in idxs {
+        let Some(r) = env.recipients.get(i) else { continue };
+        let _ = ctx.store.record(env.id, Some(&r.address), why);
         METRICS.delivery(Attempt {
             id: env.id,
-            rcpt,
+            rcpt: &r.address,
             route: "fast",
             result: "fallback",
             status: None,
@@ -192,34 +232,12 @@ fn classify(tel: &str, idxs: &[usize], answers: Vec<Answer>, claim: Option<&Clai
         .collect()
 }
 
-/// Make `outcomes` durable: states, history, DSNs, and the move of 4xx recipients to relay.
-/// False when they could not be recorded (the recipients stay due and are tried again).
-async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, outcomes: &[(usize, FastOutcome)], dsn_passed: bool) -> bool {
-    let now = now();
-    let remote = format!("{tel} (fast path)");
-    let finals: Vec<(usize, Answer, bool)> = outcomes
-        .iter()
-        .filter_map(|(i, o)| match o {
-            FastOutcome::Delivered(a) => Some((*i, a.clone(), false)),
-            FastOutcome::Failed { answer, told_client } => Some((*i, answer.clone(), *told_client)),
-            FastOutcome::Relaying(_) => None,
-        })
-        .collect();
-    let transient: Vec<usize> = outcomes.iter().filter(|(_, o)| matches!(o, FastOutcome::Relaying(_))).map(|(i, _)| *i).collect();
-    let (changes, remote_for): (Vec<(usize, Answer)>, String) = (finals.iter().map(|(i, a, _)| (*i, a.clone())).collect(), remote.clone());
-    let updated = ctx
-        .store
-        .modify(env.id, move |e| {
-            for (i, answer) in &changes {
-                let Some(r) = e.recipients.get_mut(*i) else { continue };
-                r.attempts += 1;
-                r.updated = now;
-                r.remote_mta = Some(remote_for.clone());
-                r.state = if answer.is_positive() { RcptState::Delivered } else { RcptState::Failed };
-                r.last_reply = Some(answer.to_string());
-            }
-        })
-        .await;
+/// Make one transaction's outcomes durable: states, history, DSNs, and the move of 4xx
+/// recipients to relay. False when they could not be recorded (the recipients stay due and
+/// are tried again).
+pub async fn record(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, sent: &Sent) -> bool {
+    let (outcomes, tel_for, now) = (sent.outcomes.clone(), tel.to_owned(), now());
+    let updated = ctx.store.modify(env.id, move |e| apply(e, &tel_for, &outcomes, now)).await;
     let env = match updated {
         Ok(Some(env)) => env,
         Ok(None) => return false,
@@ -228,30 +246,64 @@ async fn record(ctx: &RelayCtx, env: &Envelope, tel: &str, outcomes: &[(usize, F
             return false;
         }
     };
+    report(ctx, &env, message, tel, sent).await;
+    true
+}
+
+/// The envelope change for one transaction's outcomes: final answers set the recipients'
+/// states, 4xx answers move them to relay.
+pub fn apply(e: &mut Envelope, tel: &str, outcomes: &[(usize, FastOutcome)], now: u64) {
+    for (i, outcome) in outcomes {
+        let answer = match outcome {
+            FastOutcome::Delivered(a) | FastOutcome::Failed { answer: a, .. } => a,
+            FastOutcome::Relaying(why) => {
+                to_relay(e, &[*i], why);
+                continue;
+            }
+        };
+        let Some(r) = e.recipients.get_mut(*i) else { continue };
+        r.attempts += 1;
+        r.updated = now;
+        r.remote_mta = Some(format!("{tel} (fast path)"));
+        r.state = if answer.is_positive() { RcptState::Delivered } else { RcptState::Failed };
+        r.last_reply = Some(answer.to_string());
+    }
+}
+
+/// What follows one transaction's outcomes, once [`apply`]'s change is in `env`: the log line,
+/// metrics and history of each recipient, DSNs (failures the client was not told of, and
+/// success when asked for and the final server did not take NOTIFY), and the fallbacks'
+/// history.
+pub async fn report(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, sent: &Sent) {
     let mut failed = Vec::new();
     let mut delivered = Vec::new();
-    for (i, answer, told_client) in &finals {
-        let r = &env.recipients[*i];
+    for (i, outcome) in &sent.outcomes {
+        let (answer, told_client) = match outcome {
+            FastOutcome::Delivered(a) => (a, false),
+            FastOutcome::Failed { answer, told_client } => (answer, *told_client),
+            FastOutcome::Relaying(_) => continue,
+        };
+        let Some(r) = env.recipients.get(*i) else { continue };
         let result = if answer.is_positive() { "delivered" } else { "failed" };
         info!(queue_id = %env.id, rcpt = %r.address, route = "fast", tel, result, reply = %answer, "delivery");
         let detail = format!("{tel} ({answer})");
         let status = Some(answer.status.as_str());
         METRICS.delivery(Attempt { id: env.id, rcpt: &r.address, route: "fast", result, status, detail: &detail, received: env.received });
         let _ = ctx.store.record(env.id, Some(&r.address), format!("{result} via fast path to {tel} ({answer})"));
-        if *told_client {
+        if told_client {
             let _ = ctx.store.record(env.id, Some(&r.address), "the sending client got this refusal as its DATA reply; no DSN");
         } else if !answer.is_positive() && wanted(r.notify, Action::Failed) {
             failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
         }
         // The peer is the final server; when it cannot report success itself, we do.
-        if answer.is_positive() && !dsn_passed && r.notify.is_some_and(|n| n.success) {
+        if answer.is_positive() && !sent.dsn_passed && r.notify.is_some_and(|n| n.success) {
             delivered.push(recipient_report(r, Action::Delivered, "2.0.0", Some(answer.to_string()), None));
         }
     }
-    send_dsn(ctx, &env, failed).await;
-    send_dsn(ctx, &env, delivered).await;
-    if let Some((_, FastOutcome::Relaying(why))) = outcomes.iter().find(|(_, o)| matches!(o, FastOutcome::Relaying(_))) {
-        fall_back(ctx, &env, &transient, why).await;
+    send_dsn(ctx, env, message, failed).await;
+    send_dsn(ctx, env, message, delivered).await;
+    let transient: Vec<usize> = sent.outcomes.iter().filter(|(_, o)| matches!(o, FastOutcome::Relaying(_))).map(|(i, _)| *i).collect();
+    if let Some((_, FastOutcome::Relaying(why))) = sent.outcomes.iter().find(|(_, o)| matches!(o, FastOutcome::Relaying(_))) {
+        report_fallback(ctx, env, &transient, why);
     }
-    true
 }

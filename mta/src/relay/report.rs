@@ -13,11 +13,10 @@ use crate::metrics::METRICS;
 /// Send one DSN for `reports` (already filtered by the caller to one action family), if the
 /// sender may get one and any recipient wants it. Returns the DSN's queue id.
 pub async fn send(ctx: &RelayCtx, env: &Envelope, reports: Vec<RecipientReport>) -> Option<QueueId> {
-    let (config, store) = (&*ctx.config, &ctx.store);
     if !dsn::may_send_to(&env.sender) || reports.is_empty() {
         return None;
     }
-    let message = match store.message(env.id) {
+    let message = match ctx.store.message(env.id) {
         Ok(Some(m)) => m,
         Ok(None) => Vec::new(),
         Err(e) => {
@@ -25,11 +24,21 @@ pub async fn send(ctx: &RelayCtx, env: &Envelope, reports: Vec<RecipientReport>)
             Vec::new()
         }
     };
+    send_about(ctx, env, &message, reports).await
+}
+
+/// [`send`] with the original message at hand (it may not be spooled: see
+/// [`crate::fastpath::first`]).
+pub async fn send_about(ctx: &RelayCtx, env: &Envelope, message: &[u8], reports: Vec<RecipientReport>) -> Option<QueueId> {
+    let config = &*ctx.config;
+    if !dsn::may_send_to(&env.sender) || reports.is_empty() {
+        return None;
+    }
     let action = reports[0].action;
     let report = dsn::Report {
         reporting_mta: &config.hostname,
         envelope: env,
-        message: &message,
+        message,
         recipients: reports,
         max_returned: config.relay.dsn_max_returned.0 as usize,
     };

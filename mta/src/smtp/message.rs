@@ -16,6 +16,17 @@ use super::ehlo::sanitise_helo;
 use super::reply::Reply;
 use super::session::{Next, Session, SessionState, Transaction};
 
+/// The DATA reply when the spool write failed: nothing was accepted.
+fn spool_failed(e: &sipmta_store::StoreError) -> Reply {
+    error!(error = %e, "spooling failed; message not accepted");
+    if e.is_out_of_space() {
+        Reply::new(452, "4.3.1", "Insufficient system storage")
+    } else {
+        // Transient or not, the client must try again: nothing was accepted.
+        Reply::new(451, "4.3.0", "Requested action aborted: local error in processing")
+    }
+}
+
 /// More Received headers than this means a mail loop (RFC 5321 §6.3; Postfix uses 50).
 const MAX_HOPS: usize = 50;
 
@@ -129,28 +140,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Mail with the null reverse-path may be a DSN about mail we relayed (DSN tracking).
         let dsn_check =
             from.is_empty().then(|| (message.clone(), envelope.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>()));
+        // Every recipient by fast path to one number: delivered before it is spooled
+        // (fastpath::first). A claim to check keeps the usual order: spool, check, deliver.
+        let first = learn.is_none().then(|| self.ctx.relay.as_ref().and_then(|r| crate::fastpath::first::First::eligible(r, &envelope)));
+        if let Some(first) = first.flatten() {
+            self.accepted(id, &from, rcpt_count, size, dsn_check);
+            return match first.run(envelope, message, received).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => {
+                    let _ = self.ctx.accepted.send(id);
+                    Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+                }
+                Err(e) => spool_failed(&e),
+            };
+        }
         match store.accept(envelope, message).await {
             Ok(id) => {
-                if let Some((copy, rcpts)) = dsn_check {
-                    let (store, config) = (store.clone(), self.ctx.config.clone());
-                    tokio::spawn(async move {
-                        let hint = rcpts.iter().find_map(|r| crate::relay::tracking::parse_bounce_address(&config, r));
-                        crate::relay::tracking::observe(&store, &copy, &rcpts, hint).await;
-                    });
-                }
-                info!(queue_id = %id, from = %from, rcpts = rcpt_count, size, listener = self.st.kind.name(), "message accepted");
-                crate::metrics::METRICS.received(self.st.kind.name());
-                let origin = format!(
-                    "received from {} ({}) on {}{}{} for {rcpt_count} recipient(s), {size} octets",
-                    sanitise_helo(self.st.helo.as_deref().unwrap_or("unknown")),
-                    self.st.peer,
-                    self.st.kind.name(),
-                    if self.st.tls.is_some() { " over TLS" } else { "" },
-                    self.st.auth_user.as_deref().map(|u| format!(" as {u}")).unwrap_or_default(),
-                );
-                if let Err(e) = store.record(id, None, origin) {
-                    debug!(queue_id = %id, error = %e, "cannot record history");
-                }
+                self.accepted(id, &from, rcpt_count, size, dsn_check);
                 // The lease comes first: the queue must not start the fast path too.
                 let inline = self.ctx.relay.as_ref().and_then(|r| crate::fastpath::inline::start(r, id, has_fast).map(|f| (r.clone(), f)));
                 match learn {
@@ -181,15 +187,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }
-            Err(e) => {
-                error!(error = %e, "spooling failed; message not accepted");
-                if e.is_out_of_space() {
-                    Reply::new(452, "4.3.1", "Insufficient system storage")
-                } else {
-                    // Transient or not, the client must try again: nothing was accepted.
-                    Reply::new(451, "4.3.0", "Requested action aborted: local error in processing")
-                }
-            }
+            Err(e) => spool_failed(&e),
+        }
+    }
+
+    /// Bookkeeping for a message taken on: the log line, the metric, the first history line,
+    /// and, for mail from the null sender, the check whether it is a DSN about mail we relayed.
+    fn accepted(
+        &mut self,
+        id: sipmta_store::QueueId,
+        from: &str,
+        rcpt_count: usize,
+        size: usize,
+        dsn_check: Option<(Vec<u8>, Vec<String>)>,
+    ) {
+        if let Some((copy, rcpts)) = dsn_check {
+            let (store, config) = (self.ctx.store.clone(), self.ctx.config.clone());
+            tokio::spawn(async move {
+                let hint = rcpts.iter().find_map(|r| crate::relay::tracking::parse_bounce_address(&config, r));
+                crate::relay::tracking::observe(&store, &copy, &rcpts, hint).await;
+            });
+        }
+        info!(queue_id = %id, from = %from, rcpts = rcpt_count, size, listener = self.st.kind.name(), "message accepted");
+        crate::metrics::METRICS.received(self.st.kind.name());
+        let origin = format!(
+            "received from {} ({}) on {}{}{} for {rcpt_count} recipient(s), {size} octets",
+            sanitise_helo(self.st.helo.as_deref().unwrap_or("unknown")),
+            self.st.peer,
+            self.st.kind.name(),
+            if self.st.tls.is_some() { " over TLS" } else { "" },
+            self.st.auth_user.as_deref().map(|u| format!(" as {u}")).unwrap_or_default(),
+        );
+        if let Err(e) = self.ctx.store.record(id, None, origin) {
+            debug!(queue_id = %id, error = %e, "cannot record history");
         }
     }
 

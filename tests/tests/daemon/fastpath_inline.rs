@@ -1,7 +1,9 @@
 //! The fast path in real time (issue 6): the sending client's DATA reply carries the final
 //! server's verdict, a single recipient's refusal comes back as that 5xx with no bounce, a
 //! verdict that takes longer than the budget leaves the reply at "queued" while the fast path
-//! finishes, and an open session carries the next message to the same number.
+//! finishes, and an open session carries the next message to the same number. A message
+//! whose recipients all go by fast path is delivered before it is spooled, so a crash during
+//! the attempt leaves nothing behind to deliver a second time.
 
 use crate::fastpath::{ENABLED, answered_into, caller_with, relay_target, send, site, wait_history};
 use crate::support::sip::Kamailio;
@@ -83,4 +85,32 @@ fn an_open_session_carries_the_next_message() {
     let log = a.log();
     assert_eq!(log.matches("sip call number=+815022222222 outcome=\"answered\"").count(), 1, "one call for both:\n{log}");
     assert!(log.contains("reused=true"), "{log}");
+}
+
+#[test]
+fn the_fast_path_goes_before_the_spool_so_a_crash_mid_attempt_leaves_nothing_to_send_twice() {
+    let b = relay_target();
+    let peer = StreamPeer::start(Script::DeliverWhenReleased);
+    let sipp = answered_into(&peer, 1);
+    let a = caller_with(sipp.addr, &b, "inline_budget = \"30s\"\nsession_idle = \"0s\"");
+    let smtp = a.smtp;
+    let client = std::thread::spawn(move || {
+        transcript(&swaks(smtp, &["--to", "bob@b.example", "--from", "alice@a.example", "--h-Subject", "held by the final server"]))
+    });
+    // The final server has the whole message and holds its reply; the client waits for it.
+    peer.wait_held();
+    let queue = transcript(&cli(&a.config, &["queue", "list"], ""));
+    assert!(queue.contains("-- 0 messages in the queue"), "nothing spooled while the fast path runs:\n{queue}");
+    let (dir, config) = a.kill9();
+    let t = client.join().unwrap();
+    assert!(!t.contains("delivered as") && !t.contains("queued as"), "no reply to the final dot before the kill:\n{t}");
+    // After the restart there is nothing to deliver again: the client's resend is the only
+    // copy A will ever send.
+    let a = Daemon::start_with(dir, config);
+    let queue = transcript(&cli(&a.config, &["queue", "list"], ""));
+    assert!(queue.contains("-- 0 messages in the queue"), "{queue}");
+    let shown = transcript(&cli(&a.config, &["history", "--rcpt", "bob@b.example"], ""));
+    assert!(!shown.contains("delivered") && !shown.contains("relay"), "{shown}");
+    assert!(b.mailbox("b.example/bob").is_empty(), "nothing went by relay");
+    drop(sipp);
 }

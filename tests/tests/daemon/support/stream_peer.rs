@@ -31,6 +31,7 @@ pub struct StreamPeer {
     pub port: u16,
     handle: JoinHandle<Vec<String>>,
     release: std::sync::mpsc::Sender<()>,
+    held: std::sync::mpsc::Receiver<()>,
 }
 
 impl StreamPeer {
@@ -44,17 +45,24 @@ impl StreamPeer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (release, released) = std::sync::mpsc::channel();
+        let (hold, held) = std::sync::mpsc::channel();
         let handle = std::thread::spawn(move || {
             scripts
                 .into_iter()
                 .map(|script| {
                     let stream = accept(&listener);
                     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                    play(stream, script, &released)
+                    play(stream, script, &hold, &released)
                 })
                 .collect()
         });
-        StreamPeer { port, handle, release }
+        StreamPeer { port, handle, release, held }
+    }
+
+    /// Wait until a [`Script::DeliverWhenReleased`] peer has the whole message and holds its
+    /// reply.
+    pub fn wait_held(&self) {
+        self.held.recv_timeout(Duration::from_secs(30)).expect("the final dot never reached the stream peer");
     }
 
     /// Let a [`Script::DeliverWhenReleased`] peer answer the final dot.
@@ -108,7 +116,7 @@ impl Lines {
     }
 }
 
-fn play(stream: TcpStream, script: Script, released: &std::sync::mpsc::Receiver<()>) -> String {
+fn play(stream: TcpStream, script: Script, hold: &std::sync::mpsc::Sender<()>, released: &std::sync::mpsc::Receiver<()>) -> String {
     let mut out = stream.try_clone().unwrap();
     let mut lines = Lines { reader: BufReader::new(stream), seen: Vec::new() };
     let hello = lines.next();
@@ -140,7 +148,13 @@ fn play(stream: TcpStream, script: Script, released: &std::sync::mpsc::Receiver<
             if l == "." {
                 in_data = false;
                 if script == Script::DeliverWhenReleased {
-                    released.recv_timeout(Duration::from_secs(30)).expect("the test never released the final reply");
+                    let _ = hold.send(());
+                    match released.recv_timeout(Duration::from_secs(30)) {
+                        Ok(()) => {}
+                        // The test is over (it killed the caller instead).
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return lines.seen.join("\n"),
+                        Err(e) => panic!("the test never released the final reply: {e}"),
+                    }
                 }
                 out.write_all(b"250 2.0.0 stored\r\n").unwrap();
             }
