@@ -44,7 +44,7 @@ OUT="$RESULTS_DIR/crash-$(date -u +%Y%m%d-%H%M).md"
     echo "sipmta $REV (release), $STARTED, $(nproc) cores; command: \`MESSAGES=$MESSAGES KILLS=$KILLS ROUNDS=$ROUNDS bench/crash.sh\`"
     echo
     echo '```'
-    grep -E '^crash summary|^test crash_load' "$LOG"
+    grep -E '^crash summary|^crash: duplicates by route|^test crash_load' "$LOG"
     echo '```'
 } >"$OUT"
 rm -f "$LOG"

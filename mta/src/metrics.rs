@@ -104,6 +104,7 @@ impl Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     received: Counter,
+    resends: Counter,
     deliveries: Counter,
     deferrals: Counter,
     dsns: Counter,
@@ -154,6 +155,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             received: Counter::default(),
+            resends: Counter::default(),
             deliveries: Counter::default(),
             deferrals: Counter::default(),
             dsns: Counter::default(),
@@ -170,6 +172,11 @@ impl Metrics {
     /// `submissions`, `fastpath`).
     pub fn received(&self, listener: &str) {
         self.received.add(vec![("listener", listener.to_owned())]);
+    }
+
+    /// A message sent again was recognised on `listener` (see `spool.resend_window`).
+    pub fn resend(&self, listener: &str) {
+        self.resends.add(vec![("listener", listener.to_owned())]);
     }
 
     /// A delivery attempt for one recipient ended.
@@ -223,6 +230,11 @@ impl Metrics {
     /// The event metrics in the text format; the admin server appends the state it reads.
     pub fn render(&self, out: &mut String) {
         self.received.render(out, "sipmta_messages_received_total", "Messages accepted (250 after DATA), by listener.");
+        self.resends.render(
+            out,
+            "sipmta_resends_recognised_total",
+            "Messages sent again after a broken connection, answered with the first copy's id and not accepted twice, by listener.",
+        );
         self.deliveries.render(
             out,
             "sipmta_deliveries_total",

@@ -33,6 +33,7 @@ mod disk;
 mod error;
 mod locations;
 mod protocols;
+mod resend;
 mod retention;
 pub mod routing;
 mod spool;
@@ -46,6 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use error::StoreError;
 pub use locations::LocationEntry;
 pub use protocols::ProtocolEntry;
+pub use resend::Fingerprint;
 pub use retention::Pruned;
 pub use routing::{Imported, Learned, Table, TableEntry};
 pub use types::{Body, Envelope, Event, Notify, Origin, QueueId, RcptState, Recipient, Ret, Tracked, now};
@@ -78,6 +80,7 @@ struct Inner {
     users: sled::Tree,
     history: sled::Tree,
     tracking: sled::Tree,
+    recent: sled::Tree,
     protocols: sled::Tree,
     locations: sled::Tree,
     routes: sled::Tree,
@@ -152,6 +155,7 @@ impl Store {
                 users: db.open_tree(USERS)?,
                 history: db.open_tree(HISTORY)?,
                 tracking: db.open_tree(TRACKING)?,
+                recent: db.open_tree(resend::RECENT)?,
                 routes: db.open_tree(routing::ROUTES)?,
                 keywords: db.open_tree(routing::KEYWORDS)?,
                 prefixes: db.open_tree(routing::PREFIXES)?,
@@ -219,7 +223,14 @@ impl Store {
     /// Spool a received message under `envelope.id` (one is assigned when it is `QueueId(0)`),
     /// writing the message and then its envelope, and return after both are fsynced (group
     /// commit). On `Ok` the message is durable.
-    pub async fn accept(&self, mut envelope: Envelope, message: Vec<u8>) -> Result<QueueId> {
+    pub async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId> {
+        self.accept_once(envelope, message, None).await
+    }
+
+    /// [`Store::accept`], remembering the message's `fingerprint` with it (written after the
+    /// envelope, so a fingerprint found after a crash always stands for a spooled message):
+    /// [`Store::accepted_as`] then recognises the same message sent again.
+    pub async fn accept_once(&self, mut envelope: Envelope, message: Vec<u8>, fingerprint: Option<Fingerprint>) -> Result<QueueId> {
         let this = self.clone();
         let id = blocking(move || {
             let id = if envelope.id == QueueId(0) { this.next_id()? } else { envelope.id };
@@ -227,6 +238,9 @@ impl Store {
             envelope.size = message.len() as u64;
             this.inner.spool.write(id, &message).map_err(|source| StoreError::Io { context: format!("spooling message {id}"), source })?;
             this.inner.envelopes.insert(id.key(), encode(&envelope))?;
+            if let Some(fingerprint) = fingerprint {
+                this.inner.recent.insert(fingerprint, &id.key())?;
+            }
             Ok(id)
         })
         .await?;

@@ -5,7 +5,7 @@
 use super::*;
 use sipmta_rules::Route;
 
-fn envelope(rcpts: &[&str]) -> Envelope {
+pub(crate) fn envelope(rcpts: &[&str]) -> Envelope {
     Envelope {
         id: QueueId(0),
         received: now(),

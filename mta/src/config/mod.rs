@@ -158,6 +158,11 @@ pub struct Spool {
     /// Memory for the store's page cache (sled's cache capacity). sled keeps pages it wrote
     /// until this cap, so it bounds how much the daemon grows with the queue and history.
     pub db_cache: ByteSize,
+    /// How long an accepted message is remembered so that the same message sent again (same
+    /// sender, recipients and content, Message-ID included) is answered with the first copy's
+    /// id instead of being delivered twice: a client whose connection broke before our `250`
+    /// cannot know it was accepted and sends it again (RFC 5321 §6.1). `0s` turns it off.
+    pub resend_window: Span,
 }
 
 /// Log output.
@@ -258,6 +263,7 @@ impl Default for Spool {
             min_free_space: ByteSize(100 << 20),
             history_retention: Span(Duration::from_secs(3 * 86_400)),
             db_cache: ByteSize(sipmta_store::DEFAULT_CACHE),
+            resend_window: Span(Duration::from_secs(600)),
         }
     }
 }

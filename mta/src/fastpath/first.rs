@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sipmta_rules::Route;
-use sipmta_store::{Envelope, StoreError, now};
+use sipmta_store::{Envelope, Fingerprint, StoreError, now};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -59,13 +59,20 @@ impl First {
     /// Deliver `env` (its id allocated, not spooled) and say what the DATA reply is: `Some` for
     /// a verdict, `None` for the usual "queued as" once it is spooled, `Err` when the spool
     /// write failed and nothing was accepted. `received` is when the final dot arrived.
-    pub async fn run(self, env: Envelope, message: Vec<u8>, received: Instant) -> Result<Option<Reply>, StoreError> {
+    /// `fingerprint` goes to the spool with the message, if it gets there (see
+    /// [`sipmta_store::Store::accept_once`]).
+    pub async fn run(
+        self,
+        env: Envelope,
+        message: Vec<u8>,
+        received: Instant,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<Option<Reply>, StoreError> {
         let First { relay, fast, tel } = self;
         let id = env.id;
         // Held until the results are recorded: should the message be spooled before that,
         // the queue must not start its recipients too.
         let lease = Lease::take(fast.clone(), relay.clone(), id);
-        let single = env.recipients.len() == 1;
         let budget = fast.config.fastpath.inline_budget.0.saturating_sub(received.elapsed());
         let message: Arc<[u8]> = message.into();
         // Who owns the results: the waiting session (claimed) or, once it gave up, the task.
@@ -77,20 +84,20 @@ impl First {
         let sent = match tokio::time::timeout(budget, &mut results_rx).await {
             Ok(Ok(sent)) => sent,
             // The task died (a panic): spool it untouched; the queue delivers it.
-            Ok(Err(_)) => return spool(&relay, env, &message).await.map(|()| None),
+            Ok(Err(_)) => return spool(&relay, env, &message, fingerprint).await.map(|()| None),
             Err(_) if owner.give_up() => {
                 info!(queue_id = %id, budget_ms = budget.as_millis() as u64, "fast path still busy at the inline budget; spooling and answering queued");
-                let spooled = spool(&relay, env, &message).await;
+                let spooled = spool(&relay, env, &message, fingerprint).await;
                 let _ = spooled_tx.send(spooled.is_ok());
                 return spooled.map(|()| None);
             }
             // The results were handed over just as the budget ran out.
             Err(_) => match results_rx.await {
                 Ok(sent) => sent,
-                Err(_) => return spool(&relay, env, &message).await.map(|()| None),
+                Err(_) => return spool(&relay, env, &message, fingerprint).await.map(|()| None),
             },
         };
-        settle(&relay, &tel, env, &message, sent, single, received).await
+        settle(&relay, &tel, env, &message, sent, received, fingerprint).await
     }
 }
 
@@ -140,8 +147,8 @@ async fn settle(
     mut env: Envelope,
     message: &[u8],
     sent: Result<Sent, String>,
-    single: bool,
     received: Instant,
+    fingerprint: Option<Fingerprint>,
 ) -> Result<Option<Reply>, StoreError> {
     let mut sent = match sent {
         Ok(sent) => sent,
@@ -149,12 +156,13 @@ async fn settle(
             let idxs: Vec<usize> = (0..env.recipients.len()).collect();
             to_relay(&mut env, &idxs, &why);
             let copy = env.clone();
-            spool(relay, env, message).await?;
+            spool(relay, env, message, fingerprint).await?;
             report_fallback(relay, &copy, &idxs, &why);
             return Ok(None);
         }
     };
     // The waiting client gets a single recipient's refusal as its reply: no DSN.
+    let single = env.recipients.len() == 1;
     for (_, outcome) in &mut sent.outcomes {
         if let FastOutcome::Failed { told_client, .. } = outcome {
             *told_client = single;
@@ -178,15 +186,15 @@ async fn settle(
         })));
     }
     let copy = env.clone();
-    spool(relay, env, message).await?;
+    spool(relay, env, message, fingerprint).await?;
     report(relay, &copy, message, tel, &sent).await;
     Ok(reply)
 }
 
 /// Spool the message, durable when it returns.
-async fn spool(relay: &RelayCtx, env: Envelope, message: &[u8]) -> Result<(), StoreError> {
+async fn spool(relay: &RelayCtx, env: Envelope, message: &[u8], fingerprint: Option<Fingerprint>) -> Result<(), StoreError> {
     let id = env.id;
-    match relay.store.accept(env, message.to_vec()).await {
+    match relay.store.accept_once(env, message.to_vec(), fingerprint).await {
         Ok(_) => Ok(()),
         Err(e) => {
             warn!(queue_id = %id, error = %e, "cannot spool what the fast path left; the client is told to try again");

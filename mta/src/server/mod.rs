@@ -126,8 +126,12 @@ impl Server {
         let (deliver_stop, deliver_stop_rx) = watch::channel(false);
         let deliverer = tokio::spawn(crate::relay::queue::run(relay_rx, accepted, deliver_stop_rx));
         tokio::spawn(crate::learn::sweep(ctx.store.clone(), ctx.config.learning.lifetime.0, ctx.shutdown.clone()));
-        let (history, tracking) = (ctx.config.spool.history_retention.0, ctx.config.relay.tracking_retention.0);
-        tokio::spawn(retention::sweep(ctx.store.clone(), history, tracking, ctx.shutdown.clone()));
+        let periods = retention::Periods {
+            history: ctx.config.spool.history_retention.0,
+            tracking: ctx.config.relay.tracking_retention.0,
+            resend: ctx.config.spool.resend_window.0,
+        };
+        tokio::spawn(retention::sweep(ctx.store.clone(), periods, ctx.shutdown.clone()));
         let mut loops = JoinSet::new();
         for (kind, listener) in listeners {
             loops.spawn(accept_loop(kind, listener, ctx_rx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));

@@ -27,6 +27,39 @@ fn spool_failed(e: &sipmta_store::StoreError) -> Reply {
     }
 }
 
+/// The message's fingerprint for recognising it when it is sent again: SHA-256 over the
+/// reverse-path, the recipients and the content as received. Only a message with a Message-ID
+/// (RFC 5322 §3.6.4: it names one message) gets one, so that identical content without one,
+/// a cron job's daily "nothing to report" for instance, is never taken for a repeat.
+fn fingerprint(tx: &Transaction, body: &[u8]) -> Option<sipmta_store::Fingerprint> {
+    if !has_message_id(body) {
+        return None;
+    }
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    digest.update(tx.sender.as_bytes());
+    for r in &tx.recipients {
+        digest.update(b"\0");
+        digest.update(r.address.as_bytes());
+    }
+    digest.update(b"\0\0");
+    digest.update(body);
+    digest.finish().as_ref().try_into().ok()
+}
+
+/// Whether the header section has a Message-ID field.
+fn has_message_id(message: &[u8]) -> bool {
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        if line.get(..11).is_some_and(|name| name.eq_ignore_ascii_case(b"message-id:")) {
+            return true;
+        }
+    }
+    false
+}
+
 /// More Received headers than this means a mail loop (RFC 5321 §6.3; Postfix uses 50).
 const MAX_HOPS: usize = 50;
 
@@ -76,6 +109,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn spool(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
         let received = Instant::now();
         let store = &self.ctx.store;
+        let window = self.ctx.config.spool.resend_window.0.as_secs();
+        let fingerprint = if window > 0 { fingerprint(&tx, &body) } else { None };
+        if let Some(fp) = &fingerprint
+            && let Ok(Some(earlier)) = store.accepted_as(fp, now().saturating_sub(window))
+        {
+            return self.resent(earlier);
+        }
         let id = match store.next_id() {
             Ok(id) => id,
             Err(e) => {
@@ -145,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let first = learn.is_none().then(|| self.ctx.relay.as_ref().and_then(|r| crate::fastpath::first::First::eligible(r, &envelope)));
         if let Some(first) = first.flatten() {
             self.accepted(id, &from, rcpt_count, size, dsn_check);
-            return match first.run(envelope, message, received).await {
+            return match first.run(envelope, message, received, fingerprint).await {
                 Ok(Some(reply)) => reply,
                 Ok(None) => {
                     let _ = self.ctx.accepted.send(id);
@@ -154,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(e) => spool_failed(&e),
             };
         }
-        match store.accept(envelope, message).await {
+        match store.accept_once(envelope, message, fingerprint).await {
             Ok(id) => {
                 self.accepted(id, &from, rcpt_count, size, dsn_check);
                 // The lease comes first: the queue must not start the fast path too.
@@ -189,6 +229,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Err(e) => spool_failed(&e),
         }
+    }
+
+    /// The same message again (see `spool.resend_window`): the client lost our first `250`,
+    /// so it gets it now, with the first copy's id, and nothing is spooled twice.
+    fn resent(&self, earlier: sipmta_store::QueueId) -> Reply {
+        info!(queue_id = %earlier, peer = %self.st.peer, listener = self.st.kind.name(), "the same message was sent again; answered with the first copy's id, not accepted twice");
+        crate::metrics::METRICS.resend(self.st.kind.name());
+        let text = format!("sent again by {}; answered with this id, not accepted twice", self.st.peer);
+        if let Err(e) = self.ctx.store.record(earlier, None, text) {
+            debug!(queue_id = %earlier, error = %e, "cannot record history");
+        }
+        Reply::new(250, "2.0.0", format!("Ok: already accepted, the same message was sent again: queued as {earlier}"))
     }
 
     /// Bookkeeping for a message taken on: the log line, the metric, the first history line,

@@ -249,8 +249,9 @@ fn drain(load: &Load, arrivals: &mut Arrivals, dirs: &[PathBuf], d: &Daemon) {
     }
 }
 
-/// Lost, resent-duplicate and server-duplicate counts, printed as one summary line.
-fn summarize(what: &str, total: usize, kills: usize, load: &Load, arrivals: &Arrivals) -> usize {
+/// Lost, resent-duplicate and server-duplicate counts, printed as one summary line; with
+/// `mixed` (odd tokens relayed, even ones by fast path) the duplicates are split by route too.
+fn summarize(what: &str, total: usize, kills: usize, load: &Load, arrivals: &Arrivals, mixed: bool) -> usize {
     let acked = load.acked.lock().unwrap();
     let resent = load.resent.lock().unwrap();
     let lost: Vec<&String> = acked.iter().filter(|t| !arrivals.copies.contains_key(*t)).collect();
@@ -262,6 +263,11 @@ fn summarize(what: &str, total: usize, kills: usize, load: &Load, arrivals: &Arr
     let twice: Vec<&String> = arrivals.copies.iter().filter(|(_, n)| **n > 1).map(|(t, _)| t).take(5).collect();
     if !twice.is_empty() {
         eprintln!("crash: delivered more than once, e.g. {twice:?}");
+    }
+    if mixed {
+        let relayed = |t: &str| t[1..].parse::<usize>().is_ok_and(|i| i % 2 == 1);
+        let by = |relay: bool| arrivals.copies.iter().filter(|(t, n)| **n > 1 && relayed(t) == relay).map(|(_, n)| n - 1).sum::<usize>();
+        eprintln!("crash: duplicates by route: fast path {}, relay {}", by(false), by(true));
     }
     eprintln!(
         "crash summary: {what}: messages={total} acknowledged={} kills={kills} delivered={delivered} lost={} \
@@ -301,7 +307,7 @@ fn repeated_sigkill_of_the_sending_site_under_load_loses_nothing() {
     let mut arrivals = Arrivals::default();
     let dirs = [sink.dir().to_path_buf(), b.data().join("maildir/b.example/bob/new")];
     drain(&load, &mut arrivals, &dirs, &a);
-    let dups = summarize("A killed", total, kills, &load, &arrivals);
+    let dups = summarize("A killed", total, kills, &load, &arrivals, true);
     // Both ways were taken, and the restarts did not turn the fast path off.
     let relayed = arrivals.read.iter().filter(|p| p.starts_with(&dirs[0])).count();
     assert!(relayed > 0 && relayed < arrivals.read.len(), "{relayed} relayed of {}", arrivals.read.len());
@@ -329,7 +335,7 @@ fn repeated_sigkill_of_the_fast_path_peer_mid_transaction_loses_nothing() {
     }
     let (mut arrivals, mailbox) = (Arrivals::default(), b.data().join("maildir/b.example/bob/new"));
     drain(&load, &mut arrivals, &[mailbox], &a);
-    let dups = summarize("fast-path peer B killed", total, kills, &load, &arrivals);
+    let dups = summarize("fast-path peer B killed", total, kills, &load, &arrivals, false);
     // The kills broke fast-path transactions, and A made up for them.
     assert!(a.log().contains("fast path failed; falling back to relay"), "{}", a.log());
     assert!(dups <= kills * DUPS_PER_KILL, "{dups} duplicates for {kills} kills");

@@ -9,6 +9,7 @@
 mod auth_tls;
 mod limits;
 mod policy;
+mod resend;
 mod routing;
 mod verbs;
 
