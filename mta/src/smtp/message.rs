@@ -28,13 +28,14 @@ fn spool_failed(e: &sipmta_store::StoreError) -> Reply {
 }
 
 /// The message's fingerprint for recognising it when it is sent again: SHA-256 over the
-/// reverse-path, the recipients and the content as received. Only a message with a Message-ID
-/// (RFC 5322 §3.6.4: it names one message) gets one, so that identical content without one,
-/// a cron job's daily "nothing to report" for instance, is never taken for a repeat.
-fn fingerprint(tx: &Transaction, body: &[u8]) -> Option<sipmta_store::Fingerprint> {
-    if !has_message_id(body) {
-        return None;
-    }
+/// reverse-path, the recipients, the Message-ID and the body. The header section is otherwise
+/// left out, because each hop prepends its own Received line (and may sign or stamp), so the
+/// next sipmta on the way recognises a copy that an earlier hop sent twice. Only a message with
+/// a Message-ID (RFC 5322 §3.6.4: it names one message) gets one, so that identical content
+/// without one, a cron job's daily "nothing to report" for instance, is never taken for a
+/// repeat.
+fn fingerprint(tx: &Transaction, message: &[u8]) -> Option<sipmta_store::Fingerprint> {
+    let (id, body) = message_id_and_body(message)?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     digest.update(tx.sender.as_bytes());
     for r in &tx.recipients {
@@ -42,22 +43,35 @@ fn fingerprint(tx: &Transaction, body: &[u8]) -> Option<sipmta_store::Fingerprin
         digest.update(r.address.as_bytes());
     }
     digest.update(b"\0\0");
+    digest.update(&id);
+    digest.update(b"\0");
     digest.update(body);
     digest.finish().as_ref().try_into().ok()
 }
 
-/// Whether the header section has a Message-ID field.
-fn has_message_id(message: &[u8]) -> bool {
-    for line in message.split(|&b| b == b'\n') {
+/// The Message-ID field's value (unfolded, RFC 5322 §2.2.3) and the body after the header
+/// section; `None` without a Message-ID.
+fn message_id_and_body(message: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    let (mut id, mut in_id, mut pos) = (None::<Vec<u8>>, false, 0);
+    while pos < message.len() {
+        let end = memchr::memchr(b'\n', &message[pos..]).map_or(message.len(), |i| pos + i + 1);
+        let line = &message[pos..end];
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        pos = end;
         if line.is_empty() {
-            return false;
+            break;
         }
-        if line.get(..11).is_some_and(|name| name.eq_ignore_ascii_case(b"message-id:")) {
-            return true;
+        if in_id && matches!(line.first(), Some(b' ' | b'\t')) {
+            id.get_or_insert_default().extend_from_slice(line.trim_ascii());
+            continue;
+        }
+        in_id = id.is_none() && line.get(..11).is_some_and(|name| name.eq_ignore_ascii_case(b"message-id:"));
+        if in_id {
+            id = Some(line[11..].trim_ascii().to_vec());
         }
     }
-    false
+    id.map(|id| (id, &message[pos..]))
 }
 
 /// More Received headers than this means a mail loop (RFC 5321 §6.3; Postfix uses 50).
@@ -373,5 +387,16 @@ mod tests {
     fn received_headers_are_counted_only_in_the_header_section() {
         let m = b"Received: a\r\nreceived: b\r\nSubject: x\r\n\r\nReceived: in body\r\n";
         assert_eq!(count_received(m), 2);
+    }
+
+    #[test]
+    fn the_message_id_is_found_unfolded_and_the_body_split_off() {
+        let (id, body) = message_id_and_body(b"Subject: x\r\nMESSAGE-ID:\r\n <a@b>\r\nTo: y\r\n\r\nbody\r\n").unwrap_or_default();
+        assert_eq!((id.as_slice(), body), (&b"<a@b>"[..], &b"body\r\n"[..]));
+        let (id, body) = message_id_and_body(b"Message-Id: <c@d>\nX-Other: 1\n\nbare LF\n").unwrap_or_default();
+        assert_eq!((id.as_slice(), body), (&b"<c@d>"[..], &b"bare LF\n"[..]));
+        assert_eq!(message_id_and_body(b"Message-ID: <e@f>\r\n").map(|(id, b)| (id, b.len())), Some((b"<e@f>".to_vec(), 0)), "no body");
+        assert!(message_id_and_body(b"Subject: x\r\n\r\nMessage-ID: <in@body>\r\n").is_none(), "only the header section counts");
+        assert!(message_id_and_body(b"X-Message-ID: <g@h>\r\n\r\n").is_none());
     }
 }

@@ -26,6 +26,11 @@ async fn the_same_message_sent_again_gets_the_first_copys_id() {
     let second = again.send_mail("a@example.org", &["postmaster@localhost"], WITH_ID).await;
     assert!(second.starts_with("250 2.0.0 Ok: already accepted, the same message was sent again: queued as "), "{second}");
     assert_eq!(id_of(&second), id_of(&first));
+    // A copy an earlier hop sent twice carries that hop's new Received line (and perhaps a
+    // signature or stamp): the header section apart from the Message-ID is not compared.
+    let relayed = format!("Received: from hop.example by hop.example id 2; Sat, 21 Nov 2026 10:00:00 +0000\r\n{WITH_ID}");
+    let third = again.send_mail("a@example.org", &["postmaster@localhost"], &relayed).await;
+    assert_eq!(id_of(&third), id_of(&first), "{third}");
     assert_eq!(h.store().queue_len(), 1, "spooled once");
     let history = h.store().history(id_of(&first)).unwrap();
     assert!(history.iter().any(|e| e.text.starts_with("sent again by 192.0.2.55:40000")), "{history:?}");
@@ -45,11 +50,12 @@ async fn a_different_or_unnamed_message_is_a_new_one() {
     ids.push(id_of(&c.send_mail("a@example.org", &["postmaster@localhost", "abuse@localhost"], WITH_ID).await));
     ids.push(id_of(&c.send_mail("b@example.org", &["postmaster@localhost"], WITH_ID).await));
     ids.push(id_of(&c.send_mail("a@example.org", &["postmaster@localhost"], &WITH_ID.replace("Hello.", "Hello again.")).await));
+    ids.push(id_of(&c.send_mail("a@example.org", &["postmaster@localhost"], &WITH_ID.replace("<1@", "<2@")).await));
     ids.push(id_of(&c.send_mail("a@example.org", &["postmaster@localhost"], MESSAGE).await));
     ids.push(id_of(&c.send_mail("a@example.org", &["postmaster@localhost"], MESSAGE).await));
     ids.dedup();
-    assert_eq!(ids.len(), 6, "every one is new: {ids:?}");
-    assert_eq!(h.store().queue_len(), 6);
+    assert_eq!(ids.len(), 7, "every one is new: {ids:?}");
+    assert_eq!(h.store().queue_len(), 7);
 }
 
 #[tokio::test]
