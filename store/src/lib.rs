@@ -11,6 +11,10 @@
 //! - [`Store::update`] and [`Store::remove`] are durable the same way when they return.
 //! - Concurrent callers share flushes (group commit, see [`Store::commit`]): a caller waits for
 //!   at most one flush that started after its write, never for a queue of flushes.
+//! - [`Store::note_handover`] appends a next hop's `250` to the handover journal before the
+//!   commit that records it, so that a process crash in between does not send it again; see
+//!   [`handover`]. [`Store::accept_once`] keeps a message's fingerprint with it so that the
+//!   same message sent again is recognised ([`resend`]).
 //! - [`Store::record`] (history), the user calls and the routing table calls ([`routing`]) are
 //!   written but not flushed; they reach the disk with the next commit or within sled's 500 ms.
 //!   History and tracking records are kept for a retention period ([`retention`]).
@@ -31,6 +35,7 @@
 
 mod disk;
 mod error;
+mod handover;
 mod locations;
 mod protocols;
 mod resend;
@@ -89,6 +94,7 @@ struct Inner {
     learned: sled::Tree,
     meta: sled::Tree,
     spool: spool::Spool,
+    journal: handover::Journal,
     /// Bumped by every routing-table write ([`Store::tables_generation`]).
     tables_generation: AtomicU64,
     /// sled's data file, fdatasync'ed at each commit.
@@ -107,6 +113,9 @@ pub struct Recovery {
     pub queued: usize,
     /// Messages without an envelope (receptions interrupted before `250`) that were removed.
     pub orphans_removed: usize,
+    /// Recipients a next hop had taken just before a crash, found in the handover journal and
+    /// marked finished (so they are not sent again).
+    pub handovers_recovered: usize,
 }
 
 impl Store {
@@ -144,10 +153,12 @@ impl Store {
         let io = |context: String| move |source| StoreError::Io { context, source };
         let spool = spool::Spool::open(&dir.join("spool")).map_err(io(format!("opening the spool in {}", dir.display())))?;
         let db_file = std::fs::File::open(db_path.join("db")).map_err(io(format!("opening {}", db_path.join("db").display())))?;
+        let journal = handover::Journal::open(dir).map_err(io(format!("opening the handover journal in {}", dir.display())))?;
         let store = Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 spool,
+                journal,
                 db_file,
                 tables_generation: AtomicU64::new(0),
                 messages: db.open_tree(MESSAGES)?,
@@ -196,6 +207,7 @@ impl Store {
             }
         }
         self.flush()?;
+        recovery.handovers_recovered = self.replay_handovers()?;
         Ok(recovery)
     }
 

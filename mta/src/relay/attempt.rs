@@ -304,6 +304,13 @@ async fn record(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], answers: &[Answe
     let now = now();
     let relay = ctx.config.relay.clone();
     let pairs: Vec<(usize, Answer)> = idxs.iter().copied().zip(answers.iter().cloned()).collect();
+    // The next hop has them now: noted at once, so a crash before the commit below does not
+    // send them again (sipmta_store's handover journal).
+    for (i, answer) in pairs.iter().filter(|(_, a)| a.is_positive()) {
+        if let Err(e) = ctx.store.note_handover(env.id, &[*i], RcptState::Relayed, &answer.to_string()) {
+            warn!(queue_id = %env.id, error = %e, "cannot note the handover; a crash now would send it again");
+        }
+    }
     let (changes, remote_for) = (pairs.clone(), remote.clone());
     let updated = ctx
         .store

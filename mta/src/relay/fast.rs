@@ -236,6 +236,15 @@ fn classify(tel: &str, idxs: &[usize], answers: Vec<Answer>, claim: Option<&Clai
 /// recipients to relay. False when they could not be recorded (the recipients stay due and
 /// are tried again).
 pub async fn record(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, sent: &Sent) -> bool {
+    // The final server has them now: noted at once, so a crash before the commit below does
+    // not send them again (sipmta_store's handover journal).
+    for (i, outcome) in &sent.outcomes {
+        if let FastOutcome::Delivered(answer) = outcome
+            && let Err(e) = ctx.store.note_handover(env.id, &[*i], RcptState::Delivered, &answer.to_string())
+        {
+            warn!(queue_id = %env.id, error = %e, "cannot note the handover; a crash now would send it again");
+        }
+    }
     let (outcomes, tel_for, now) = (sent.outcomes.clone(), tel.to_owned(), now());
     let updated = ctx.store.modify(env.id, move |e| apply(e, &tel_for, &outcomes, now)).await;
     let env = match updated {

@@ -55,7 +55,13 @@ impl Server {
         let config = Arc::new(config);
         let (store, recovery) = Store::open_with_cache(&config.data_dir, config.spool.db_cache.0)
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-        info!(data_dir = %config.data_dir.display(), queued = recovery.queued, orphans_removed = recovery.orphans_removed, "store open");
+        info!(
+            data_dir = %config.data_dir.display(),
+            queued = recovery.queued,
+            orphans_removed = recovery.orphans_removed,
+            handovers_recovered = recovery.handovers_recovered,
+            "store open"
+        );
         let tls = tls::acceptor(&config).context("setting up TLS")?;
         let mut listeners = Vec::new();
         for (kind, listener) in
