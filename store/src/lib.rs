@@ -13,8 +13,8 @@
 //!   at most one flush that started after its write, never for a queue of flushes.
 //! - [`Store::note_handover`] appends a next hop's `250` to the handover journal before the
 //!   commit that records it, so that a process crash in between does not send it again; see
-//!   [`handover`]. [`Store::accept_once`] keeps a message's fingerprint with it so that the
-//!   same message sent again is recognised ([`resend`]).
+//!   `handover.rs`. [`Store::accept_once`] keeps a message's fingerprint with it so that the
+//!   same message sent again is recognised (`resend.rs`).
 //! - [`Store::record`] (history), the user calls and the routing table calls ([`routing`]) are
 //!   written but not flushed; they reach the disk with the next commit or within sled's 500 ms.
 //!   History and tracking records are kept for a retention period ([`retention`]).
