@@ -28,14 +28,13 @@ fn spool_failed(e: &sipmta_store::StoreError) -> Reply {
 }
 
 /// The message's fingerprint for recognising it when it is sent again: SHA-256 over the
-/// reverse-path, the recipients, the Message-ID and the body. The header section is otherwise
-/// left out, because each hop prepends its own Received line (and may sign or stamp), so the
-/// next sipmta on the way recognises a copy that an earlier hop sent twice. Only a message with
-/// a Message-ID (RFC 5322 §3.6.4: it names one message) gets one, so that identical content
-/// without one, a cron job's daily "nothing to report" for instance, is never taken for a
-/// repeat.
+/// reverse-path, the recipients and the content, less the fields each hop adds afresh to every
+/// copy it sends (Received, RFC 5321 §4.4, and DKIM-Signature with its timestamp), so that the
+/// next sipmta on the way also recognises a copy that an earlier hop sent twice. Only a
+/// message with a Message-ID (RFC 5322 §3.6.4: it names one message) gets one, so that
+/// identical content without one, a cron job's daily "nothing to report" for instance, is never
+/// taken for a repeat.
 fn fingerprint(tx: &Transaction, message: &[u8]) -> Option<sipmta_store::Fingerprint> {
-    let (id, body) = message_id_and_body(message)?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     digest.update(tx.sender.as_bytes());
     for r in &tx.recipients {
@@ -43,35 +42,30 @@ fn fingerprint(tx: &Transaction, message: &[u8]) -> Option<sipmta_store::Fingerp
         digest.update(r.address.as_bytes());
     }
     digest.update(b"\0\0");
-    digest.update(&id);
-    digest.update(b"\0");
-    digest.update(body);
-    digest.finish().as_ref().try_into().ok()
-}
-
-/// The Message-ID field's value (unfolded, RFC 5322 §2.2.3) and the body after the header
-/// section; `None` without a Message-ID.
-fn message_id_and_body(message: &[u8]) -> Option<(Vec<u8>, &[u8])> {
-    let (mut id, mut in_id, mut pos) = (None::<Vec<u8>>, false, 0);
+    let (mut named, mut skipping, mut pos) = (false, false, 0);
     while pos < message.len() {
         let end = memchr::memchr(b'\n', &message[pos..]).map_or(message.len(), |i| pos + i + 1);
         let line = &message[pos..end];
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         pos = end;
-        if line.is_empty() {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.is_empty() {
             break;
         }
-        if in_id && matches!(line.first(), Some(b' ' | b'\t')) {
-            id.get_or_insert_default().extend_from_slice(line.trim_ascii());
-            continue;
+        // A continuation line (RFC 5322 §2.2.3) belongs to the field before it.
+        if !matches!(text.first(), Some(b' ' | b'\t')) {
+            let name = |n: &[u8]| text.get(..n.len()).is_some_and(|t| t.eq_ignore_ascii_case(n));
+            skipping = name(b"received:") || name(b"dkim-signature:");
+            named |= name(b"message-id:");
         }
-        in_id = id.is_none() && line.get(..11).is_some_and(|name| name.eq_ignore_ascii_case(b"message-id:"));
-        if in_id {
-            id = Some(line[11..].trim_ascii().to_vec());
+        if !skipping {
+            digest.update(text);
+            digest.update(b"\n");
         }
     }
-    id.map(|id| (id, &message[pos..]))
+    digest.update(b"\0");
+    digest.update(&message[pos..]);
+    named.then(|| digest.finish().as_ref().try_into().ok()).flatten()
 }
 
 /// More Received headers than this means a mail loop (RFC 5321 §6.3; Postfix uses 50).
@@ -381,6 +375,8 @@ pub fn received_header(st: &SessionState, tx: &Transaction, hostname: &str, id: 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -390,13 +386,28 @@ mod tests {
     }
 
     #[test]
-    fn the_message_id_is_found_unfolded_and_the_body_split_off() {
-        let (id, body) = message_id_and_body(b"Subject: x\r\nMESSAGE-ID:\r\n <a@b>\r\nTo: y\r\n\r\nbody\r\n").unwrap_or_default();
-        assert_eq!((id.as_slice(), body), (&b"<a@b>"[..], &b"body\r\n"[..]));
-        let (id, body) = message_id_and_body(b"Message-Id: <c@d>\nX-Other: 1\n\nbare LF\n").unwrap_or_default();
-        assert_eq!((id.as_slice(), body), (&b"<c@d>"[..], &b"bare LF\n"[..]));
-        assert_eq!(message_id_and_body(b"Message-ID: <e@f>\r\n").map(|(id, b)| (id, b.len())), Some((b"<e@f>".to_vec(), 0)), "no body");
-        assert!(message_id_and_body(b"Subject: x\r\n\r\nMessage-ID: <in@body>\r\n").is_none(), "only the header section counts");
-        assert!(message_id_and_body(b"X-Message-ID: <g@h>\r\n\r\n").is_none());
+    fn the_fingerprint_needs_a_message_id_and_ignores_what_each_hop_adds() {
+        let tx = Transaction {
+            sender: "a@example.org".into(),
+            body: sipmta_store::Body::SevenBit,
+            smtputf8: false,
+            ret: None,
+            env_id: None,
+            declared_size: 0,
+            recipients: vec![sipmta_store::Recipient::new("b@example.net", Route::Relay)],
+        };
+        let base = b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nbody\r\n";
+        let fp = fingerprint(&tx, base).unwrap();
+        let hop = b"Received: from h by h\r\n\tid 1; Sat, 21 Nov 2026 10:00:00 +0000\r\nDKIM-Signature: v=1; t=1;\r\n b=x\r\nSubject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nbody\r\n";
+        assert_eq!(fingerprint(&tx, hop), Some(fp), "trace fields and signatures are left out");
+        for other in [
+            &b"Subject: y\r\nMessage-ID:\r\n <a@b>\r\n\r\nbody\r\n"[..],
+            b"Subject: x\r\nMessage-ID:\r\n <c@d>\r\n\r\nbody\r\n",
+            b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nbody2\r\n",
+        ] {
+            assert_ne!(fingerprint(&tx, other), Some(fp), "{}", String::from_utf8_lossy(other));
+        }
+        assert_eq!(fingerprint(&tx, b"Subject: x\r\n\r\nMessage-ID: <in@body>\r\n"), None, "only the header section counts");
+        assert_eq!(fingerprint(&tx, b"X-Message-ID: <g@h>\r\n\r\n"), None);
     }
 }
