@@ -37,7 +37,7 @@ for r in $(seq "$ROUNDS"); do
     cargo test --locked -p sipmta-tests --test daemon -- crash_load --nocapture --test-threads=1 2>&1 | tee -a "$LOG" | grep -E '^crash|^test ' >&2
 done
 mkdir -p "$RESULTS_DIR"
-OUT="$RESULTS_DIR/crash-$(date -u +%Y%m%d-%H%M).md"
+OUT="$RESULTS_DIR/crash-$(date -u +%Y%m%d-%H%M%S).md"
 {
     echo "# Crash safety: $MESSAGES messages per test, $KILLS SIGKILLs"
     echo
