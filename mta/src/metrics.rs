@@ -27,6 +27,9 @@ const SETUP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 
 /// Delivery attempts kept for the status page.
 const RECENT: usize = 100;
+/// Attempts kept across all stores of the process, so that each still has its last [`RECENT`]
+/// when several run side by side (tests).
+const RING: usize = 10 * RECENT;
 
 /// Labels of one series, in a fixed order.
 type Labels = Vec<(&'static str, String)>;
@@ -117,6 +120,8 @@ pub struct Metrics {
 /// One recipient's delivery attempt, as the places that log a `delivery` line know it.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt<'a> {
+    /// The store the message is in ([`sipmta_store::Store::instance`]).
+    pub site: usize,
     /// The message.
     pub id: sipmta_store::QueueId,
     /// The recipient.
@@ -137,6 +142,8 @@ pub struct Attempt<'a> {
 /// A delivery attempt on the status page.
 #[derive(Debug, Clone)]
 pub struct Recent {
+    /// The store, as in [`Attempt`].
+    pub site: usize,
     /// When (Unix seconds).
     pub at: u64,
     /// The message.
@@ -193,10 +200,11 @@ impl Metrics {
             self.delivery_time.observe(vec![("route", route.to_owned())], elapsed);
         }
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if recent.len() == RECENT {
+        if recent.len() == RING {
             recent.pop_front();
         }
         recent.push_back(Recent {
+            site: a.site,
             at: sipmta_store::now(),
             id: a.id,
             rcpt: a.rcpt.to_owned(),
@@ -206,9 +214,10 @@ impl Metrics {
         });
     }
 
-    /// The last delivery attempts, newest first.
-    pub fn recent(&self) -> Vec<Recent> {
-        self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().rev().cloned().collect()
+    /// The last delivery attempts of messages in the store `site`, newest first.
+    pub fn recent(&self, site: usize) -> Vec<Recent> {
+        let ring = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        ring.iter().rev().filter(|r| r.site == site).take(RECENT).cloned().collect()
     }
 
     /// A report was queued: `kind` is `failed`, `delayed`, `delivered`, `relayed` (DSNs,
@@ -298,6 +307,7 @@ mod tests {
         m.received("smtp");
         m.received("smtp");
         let a = Attempt {
+            site: 1,
             id: sipmta_store::QueueId(1),
             rcpt: "b@example.net",
             route: "relay",
@@ -325,9 +335,15 @@ mod tests {
         assert!(out.contains("sipmta_fastpath_setup_seconds_bucket{le=\"0.05\"} 1\n"), "{out}");
         assert!(out.contains("sipmta_fastpath_setup_seconds_bucket{le=\"5\"} 1\n"), "{out}");
         assert_eq!(m.deliveries("relay", "deferred"), 2);
-        let recent = m.recent();
+        let recent = m.recent(1);
         assert_eq!(recent.len(), 3);
         assert_eq!((recent[0].route, recent[0].result.as_str()), ("local", "delivered"), "newest first");
+        // Another store's attempts are its own; each store sees its last RECENT.
+        for _ in 0..RING {
+            m.delivery(Attempt { site: 2, ..a });
+        }
+        assert_eq!(m.recent(2).len(), RECENT);
+        assert!(m.recent(1).is_empty(), "pushed out of the ring by RING newer attempts");
     }
 
     #[test]

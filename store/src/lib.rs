@@ -211,6 +211,13 @@ impl Store {
         Ok(recovery)
     }
 
+    /// Tells this open store from any other in the process: one daemon has one, but the tests
+    /// run many daemons in one process, and process-wide records (the metrics' recent
+    /// deliveries) are kept apart by it.
+    pub fn instance(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     /// The data directory this store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir

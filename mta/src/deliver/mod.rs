@@ -75,6 +75,7 @@ pub async fn deliver_message(config: &Config, store: &Store, id: QueueId) -> Vec
         };
         let delivered = state == RcptState::Delivered;
         METRICS.delivery(Attempt {
+            site: store.instance(),
             id,
             rcpt: &rcpt.address,
             route: "local",

@@ -46,18 +46,10 @@ impl Leases {
 }
 
 /// Lets the lease go and wakes the queue when the attempt ends, even by panic.
-pub(super) struct Lease {
+struct Lease {
     fast: Arc<FastPath>,
     relay: Arc<RelayCtx>,
     id: QueueId,
-}
-
-impl Lease {
-    /// Take the lease on `id`: the queue leaves its fast-path recipients alone until dropped.
-    pub(super) fn take(fast: Arc<FastPath>, relay: Arc<RelayCtx>, id: QueueId) -> Lease {
-        fast.inline.take(id);
-        Lease { fast, relay, id }
-    }
 }
 
 impl Drop for Lease {
@@ -79,7 +71,7 @@ enum Phase {
 pub struct Claim(Mutex<Phase>);
 
 impl Claim {
-    pub(super) fn new() -> Claim {
+    fn new() -> Claim {
         Claim(Mutex::new(Phase::Waiting))
     }
 
@@ -96,7 +88,7 @@ impl Claim {
 
     /// The session's side when its budget is spent: true if it may stop waiting (nothing was
     /// claimed); false when the attempt has claimed a refusal that the client must get.
-    pub(super) fn give_up(&self) -> bool {
+    fn give_up(&self) -> bool {
         let mut phase = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if *phase == Phase::Claimed {
             return false;
@@ -162,7 +154,7 @@ pub async fn verdict(relay: Arc<RelayCtx>, fast: Arc<FastPath>, id: QueueId, rec
 }
 
 /// The DATA reply for the inline results: all delivered, one refused, or `None` (queued).
-pub(super) fn reply_for(id: QueueId, results: &[FastResult], received: Instant) -> Option<Reply> {
+fn reply_for(id: QueueId, results: &[FastResult], received: Instant) -> Option<Reply> {
     let ms = received.elapsed().as_millis();
     match results {
         [] => None,

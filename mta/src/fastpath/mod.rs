@@ -12,7 +12,6 @@
 //! - [`inline`]: the SMTP session's own attempt, whose verdict becomes its DATA reply;
 //! - [`receive`]: the receiving side.
 
-pub mod first;
 pub mod inline;
 pub mod locate;
 pub mod probe;

@@ -173,6 +173,7 @@ async fn forward_bounce(ctx: &RelayCtx, env: &Envelope, index: usize, hint: Queu
     info!(queue_id = %env.id, rcpt = %env.recipients[index].address, result = "consumed", %text, "delivery");
     let rcpt = &env.recipients[index].address;
     METRICS.delivery(Attempt {
+        site: ctx.store.instance(),
         id: env.id,
         rcpt,
         route: "local",
@@ -357,7 +358,16 @@ async fn record(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], answers: &[Answe
         info!(queue_id = %env.id, rcpt = %r.address, route = "relay", remote = remote.as_deref().unwrap_or("-"), result, reply = %answer, "delivery");
         let detail = format!("{} ({answer})", remote.as_deref().unwrap_or("no connection"));
         let status = Some(answer.status.as_str());
-        METRICS.delivery(Attempt { id: env.id, rcpt: &r.address, route: "relay", result, status, detail: &detail, received: env.received });
+        METRICS.delivery(Attempt {
+            site: ctx.store.instance(),
+            id: env.id,
+            rcpt: &r.address,
+            route: "relay",
+            result,
+            status,
+            detail: &detail,
+            received: env.received,
+        });
         let _ = ctx.store.record(env.id, Some(&r.address), format!("{result}: {detail}"));
         if answer.is_permanent() && wanted(r.notify, Action::Failed) {
             failed.push(recipient_report(r, Action::Failed, &answer.status, Some(answer.to_string()), None));
@@ -407,7 +417,16 @@ async fn expire(ctx: &RelayCtx, env: &Envelope) {
             Route::Relay => "relay",
         };
         let detail = r.last_reply.as_deref().unwrap_or_default();
-        METRICS.delivery(Attempt { id: env.id, rcpt: &r.address, route, result: "expired", status: None, detail, received: env.received });
+        METRICS.delivery(Attempt {
+            site: ctx.store.instance(),
+            id: env.id,
+            rcpt: &r.address,
+            route,
+            result: "expired",
+            status: None,
+            detail,
+            received: env.received,
+        });
         let _ = ctx.store.record(env.id, Some(&r.address), r.last_reply.clone().unwrap_or_default());
         if wanted(r.notify, Action::Failed) {
             reports.push(recipient_report(r, Action::Failed, "4.4.7", r.last_reply.clone(), None));

@@ -113,18 +113,18 @@ pub async fn fast_recipients(
 
 /// The final server's answers to one fast-path transaction.
 #[derive(Debug)]
-pub struct Sent {
+struct Sent {
     /// Each recipient's index in the envelope and outcome.
-    pub outcomes: Vec<(usize, FastOutcome)>,
+    outcomes: Vec<(usize, FastOutcome)>,
     /// Call setup of a new session in ms; `None` for a reused session.
-    pub setup_ms: Option<u128>,
+    setup_ms: Option<u128>,
     /// The final server took NOTIFY, so it reports success itself.
-    pub dsn_passed: bool,
+    dsn_passed: bool,
 }
 
 impl Sent {
     /// The outcomes as results for a caller.
-    pub fn results(&self, tel: &str) -> Vec<FastResult> {
+    fn results(&self, tel: &str) -> Vec<FastResult> {
         self.outcomes
             .iter()
             .map(|(index, outcome)| FastResult { index: *index, tel: tel.to_owned(), setup_ms: self.setup_ms, outcome: outcome.clone() })
@@ -134,7 +134,7 @@ impl Sent {
 
 /// One SMTP transaction over a fast-path session to `tel` for recipients `idxs` of `env`. It
 /// writes nothing; `Err` says why the fast path failed, and the recipients go to relay.
-pub async fn transmit(
+async fn transmit(
     fast: &FastPath,
     env: &Envelope,
     message: &[u8],
@@ -173,7 +173,7 @@ pub async fn transmit(
 }
 
 /// Move recipients to the relay route, due now, with the reason in their history.
-pub async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
+async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
     let (list, text) = (idxs.to_vec(), why.to_owned());
     let changed = ctx.store.modify(env.id, move |e| to_relay(e, &list, &text)).await;
     if let Err(e) = changed {
@@ -183,7 +183,7 @@ pub async fn fall_back(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str
 }
 
 /// The envelope change of [`fall_back`]: the recipients go to relay, due now.
-pub fn to_relay(e: &mut Envelope, idxs: &[usize], why: &str) {
+fn to_relay(e: &mut Envelope, idxs: &[usize], why: &str) {
     for &i in idxs {
         if let Some(r) = e.recipients.get_mut(i) {
             r.route = Route::Relay;
@@ -194,11 +194,12 @@ pub fn to_relay(e: &mut Envelope, idxs: &[usize], why: &str) {
 }
 
 /// History and metrics of recipients moved to relay.
-pub fn report_fallback(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
+fn report_fallback(ctx: &RelayCtx, env: &Envelope, idxs: &[usize], why: &str) {
     for &i in idxs {
         let Some(r) = env.recipients.get(i) else { continue };
         let _ = ctx.store.record(env.id, Some(&r.address), why);
         METRICS.delivery(Attempt {
+            site: ctx.store.instance(),
             id: env.id,
             rcpt: &r.address,
             route: "fast",
@@ -235,7 +236,7 @@ fn classify(tel: &str, idxs: &[usize], answers: Vec<Answer>, claim: Option<&Clai
 /// Make one transaction's outcomes durable: states, history, DSNs, and the move of 4xx
 /// recipients to relay. False when they could not be recorded (the recipients stay due and
 /// are tried again).
-pub async fn record(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, sent: &Sent) -> bool {
+async fn record(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, sent: &Sent) -> bool {
     // The final server has them now: noted at once, so a crash before the commit below does
     // not send them again (sipmta_store's handover journal).
     for (i, outcome) in &sent.outcomes {
@@ -261,7 +262,7 @@ pub async fn record(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, s
 
 /// The envelope change for one transaction's outcomes: final answers set the recipients'
 /// states, 4xx answers move them to relay.
-pub fn apply(e: &mut Envelope, tel: &str, outcomes: &[(usize, FastOutcome)], now: u64) {
+fn apply(e: &mut Envelope, tel: &str, outcomes: &[(usize, FastOutcome)], now: u64) {
     for (i, outcome) in outcomes {
         let answer = match outcome {
             FastOutcome::Delivered(a) | FastOutcome::Failed { answer: a, .. } => a,
@@ -283,7 +284,7 @@ pub fn apply(e: &mut Envelope, tel: &str, outcomes: &[(usize, FastOutcome)], now
 /// metrics and history of each recipient, DSNs (failures the client was not told of, and
 /// success when asked for and the final server did not take NOTIFY), and the fallbacks'
 /// history.
-pub async fn report(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, sent: &Sent) {
+async fn report(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, sent: &Sent) {
     let mut failed = Vec::new();
     let mut delivered = Vec::new();
     for (i, outcome) in &sent.outcomes {
@@ -297,7 +298,16 @@ pub async fn report(ctx: &RelayCtx, env: &Envelope, message: &[u8], tel: &str, s
         info!(queue_id = %env.id, rcpt = %r.address, route = "fast", tel, result, reply = %answer, "delivery");
         let detail = format!("{tel} ({answer})");
         let status = Some(answer.status.as_str());
-        METRICS.delivery(Attempt { id: env.id, rcpt: &r.address, route: "fast", result, status, detail: &detail, received: env.received });
+        METRICS.delivery(Attempt {
+            site: ctx.store.instance(),
+            id: env.id,
+            rcpt: &r.address,
+            route: "fast",
+            result,
+            status,
+            detail: &detail,
+            received: env.received,
+        });
         let _ = ctx.store.record(env.id, Some(&r.address), format!("{result} via fast path to {tel} ({answer})"));
         if told_client {
             let _ = ctx.store.record(env.id, Some(&r.address), "the sending client got this refusal as its DATA reply; no DSN");

@@ -27,8 +27,7 @@ pub async fn send(ctx: &RelayCtx, env: &Envelope, reports: Vec<RecipientReport>)
     send_about(ctx, env, &message, reports).await
 }
 
-/// [`send`] with the original message at hand (it may not be spooled: see
-/// [`crate::fastpath::first`]).
+/// [`send`] with the original message at hand (no need to read it back from the spool).
 pub async fn send_about(ctx: &RelayCtx, env: &Envelope, message: &[u8], reports: Vec<RecipientReport>) -> Option<QueueId> {
     let config = &*ctx.config;
     if !dsn::may_send_to(&env.sender) || reports.is_empty() {

@@ -188,20 +188,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Mail with the null reverse-path may be a DSN about mail we relayed (DSN tracking).
         let dsn_check =
             from.is_empty().then(|| (message.clone(), envelope.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>()));
-        // Every recipient by fast path to one number: delivered before it is spooled
-        // (fastpath::first). A claim to check keeps the usual order: spool, check, deliver.
-        let first = learn.is_none().then(|| self.ctx.relay.as_ref().and_then(|r| crate::fastpath::first::First::eligible(r, &envelope)));
-        if let Some(first) = first.flatten() {
-            self.accepted(id, &from, rcpt_count, size, dsn_check);
-            return match first.run(envelope, message, received, fingerprint).await {
-                Ok(Some(reply)) => reply,
-                Ok(None) => {
-                    let _ = self.ctx.accepted.send(id);
-                    Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
-                }
-                Err(e) => spool_failed(&e),
-            };
-        }
         match store.accept_once(envelope, message, fingerprint).await {
             Ok(id) => {
                 self.accepted(id, &from, rcpt_count, size, dsn_check);

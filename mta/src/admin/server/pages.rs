@@ -128,7 +128,7 @@ fn status_page(ctx: &Ctx, state: &State) -> String {
         let _ = write!(page, "<td id=\"queue-{s}\">{}</td>", state.recipients.get(&s).copied().unwrap_or(0));
     }
     page.push_str("</tr></table>\n<h2>Recent deliveries</h2>\n");
-    let recent = METRICS.recent();
+    let recent = METRICS.recent(ctx.store.instance());
     if recent.is_empty() {
         page.push_str("<p>None since the start.</p>\n");
     } else {
