@@ -78,6 +78,8 @@
 #   CLOSED_PORT [9]         where defer.example is relayed: nothing may listen there, and it
 #                           must be below the ephemeral port range (see below)
 #   WORK_PARENT [/var/tmp]  the data dirs live in a temp dir here
+#   A_ENV [] / B_ENV []     extra environment for daemon A / B, as NAME=VALUE words, e.g.
+#                           A_ENV="MALLOC_ARENA_MAX=2" (glibc malloc tunables, an LD_PRELOAD shim)
 #   KEEP [0]                1: keep the temp dir (logs, data dirs, record)
 #   RESULTS_DIR [bench/results]
 # Output: bench/results/soak-<date>-<rev>.md (bounds, verdict, totals, a sample a minute) and
@@ -115,6 +117,8 @@ SIPMTA_REV=${SIPMTA_REV:-}
 PORT_BASE=${PORT_BASE:-39400}
 WORK_PARENT=${WORK_PARENT:-/var/tmp}
 KEEP=${KEEP:-0}
+A_ENV=${A_ENV:-}
+B_ENV=${B_ENV:-}
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 
 SINK_PORT=$PORT_BASE
@@ -224,7 +228,10 @@ format = "json"
 $4
 EOF
     "$SIPMTA_BIN" check-config "$dir/sipmta.toml" >/dev/null || fail "sipmta check-config $dir/sipmta.toml failed"
-    SIPMTA_LOG=$SIPMTA_LOG "$SIPMTA_BIN" serve --config "$dir/sipmta.toml" 2>"$dir/sipmta.log" &
+    local extra_env
+    if [ "$name" = a ]; then extra_env=$A_ENV; else extra_env=$B_ENV; fi
+    # shellcheck disable=SC2086
+    env SIPMTA_LOG="$SIPMTA_LOG" $extra_env "$SIPMTA_BIN" serve --config "$dir/sipmta.toml" 2>"$dir/sipmta.log" &
     SIPMTA_PID[$name]=$!
     wait_port "$port" 30 "sipmta $name" "${SIPMTA_PID[$name]}"
     wait_port "$((port + 1))" 10 "sipmta $name admin API" "${SIPMTA_PID[$name]}"
@@ -320,6 +327,7 @@ rc=0
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r); load average at start $LOAD_START (shared machine)"
     echo "- sipmta $SIPMTA_REV, SIPMTA_LOG=$SIPMTA_LOG (JSON); site A under test (built-in registrar, fast path with session_idle $FP_SESSION_IDLE, relay retry $DEFER_RETRY, delay_warning $DELAY_WARNING, lifetime $DEFER_LIFETIME); history and tracking kept $HISTORY_RETENTION and db_cache $DB_CACHE on both sites; site B the fast path's final server"
     echo "- load: $DURATION s at $RATE msg/s from $CLIENTS clients, 1-$PER_CONN messages per connection, mix $MIX, body sizes $SIZES bytes weighted $SIZE_WEIGHTS; samples every $SAMPLE s, warm-up $WARMUP s; the whole run took $(((T_END - T_START) / 60)) min $(((T_END - T_START) % 60)) s"
+    if [ -n "$A_ENV$B_ENV" ]; then echo "- extra environment: A \`${A_ENV:-(none)}\`, B \`${B_ENV:-(none)}\`"; fi
     echo "- command: \`DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP bench/soak.sh\`; every sample: \`$(basename "${out%.md}").csv\`"
     echo
     python3 "$TOOL" report --json "$W/soak.json" --rss-mib "$RSS_BOUND_MIB" --fd-load "$FD_LOAD_SLACK" \
