@@ -10,6 +10,7 @@ pub mod dsn;
 pub mod fastpath;
 pub mod learn;
 pub mod logging;
+pub mod malloc;
 pub mod metrics;
 pub mod queue_control;
 pub mod registrar;

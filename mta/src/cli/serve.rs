@@ -5,16 +5,21 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::SignalKind;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::server::Server;
 
 pub fn run(config_path: Option<&Path>) -> Result<()> {
+    // Before any thread is spawned: see crate::malloc for why.
+    let malloc_tuned = crate::malloc::tune();
     let config = super::load_config(config_path)?;
     crate::logging::init(&config.log.filter, config.log.format);
     match config_path {
         Some(p) => info!(config = %p.display(), "starting sipmta {}", env!("CARGO_PKG_VERSION")),
         None => info!("starting sipmta {} with embedded defaults", env!("CARGO_PKG_VERSION")),
+    }
+    if malloc_tuned {
+        debug!(arenas = crate::malloc::ARENA_MAX, "malloc: arenas capped");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let path = config_path.map(Path::to_path_buf);
