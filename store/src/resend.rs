@@ -24,6 +24,13 @@ impl Store {
         Ok(QueueId::from_key(&value).filter(|id| id.0 >> 32 >= since))
     }
 
+    /// Forget one fingerprint: the message it names was refused to its client after all (the
+    /// inline fast path's verdict), so the same message sent again must be tried again.
+    pub fn forget_fingerprint(&self, fingerprint: &Fingerprint) -> Result<()> {
+        self.inner.recent.remove(fingerprint)?;
+        Ok(())
+    }
+
     /// Forget fingerprints of messages accepted before `cutoff` (Unix seconds). Not flushed,
     /// like the other retention calls. Returns how many were removed.
     pub fn prune_recent(&self, cutoff: u64) -> Result<usize> {
@@ -62,5 +69,9 @@ mod tests {
         assert_eq!(store.prune_recent(now() - 60).unwrap(), 0, "still in the window");
         assert_eq!(store.prune_recent(now() + 60).unwrap(), 1);
         assert_eq!(store.accepted_as(&one, 0).unwrap(), None);
+        let id = store.accept_once(envelope(&["bob@localhost"]), b"Subject: y\r\n\r\nbody\r\n".to_vec(), Some(two)).await.unwrap();
+        assert_eq!(store.accepted_as(&two, 0).unwrap(), Some(id));
+        store.forget_fingerprint(&two).unwrap();
+        assert_eq!(store.accepted_as(&two, 0).unwrap(), None);
     }
 }

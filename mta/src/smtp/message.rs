@@ -217,6 +217,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Some((relay, fast)) = inline
                     && let Some(reply) = crate::fastpath::inline::verdict(relay, fast, id, received).await
                 {
+                    // Refused to the client: the same message sent again is a new try, not a
+                    // resend of something we took.
+                    if reply.code >= 400
+                        && let Some(fp) = &fingerprint
+                        && let Err(e) = self.ctx.store.forget_fingerprint(fp)
+                    {
+                        debug!(queue_id = %id, error = %e, "cannot forget the fingerprint of a refused message");
+                    }
                     return reply;
                 }
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))

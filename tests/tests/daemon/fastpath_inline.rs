@@ -39,10 +39,25 @@ fn a_single_recipients_refusal_comes_back_as_the_5xx_without_a_bounce() {
     let kam = Kamailio::start();
     // B knows no users: RCPT for nobody@b.example is refused for good.
     let (a, _b) = two_sites(&kam, "\n[local]\nknown_users_only = [\"b.example\"]\n");
-    let out = a.swaks(&["--to", "nobody@b.example", "--from", "alice@a.example", "--h-Subject", "to nobody"]);
+    let message = [
+        "--to",
+        "nobody@b.example",
+        "--from",
+        "alice@a.example",
+        "--h-Subject",
+        "to nobody",
+        "--h-Date",
+        "Sat, 21 Nov 2026 10:00:00 +0000",
+        "--h-Message-Id",
+        "<refused-1@a.example>",
+    ];
+    let out = a.swaks(&message);
     let t = transcript(&out);
     assert!(!out.status.success(), "the client sees the refusal:\n{t}");
     assert!(t.contains("<** 550 5.1.1 final server via fast path to +815022222222: "), "{t}");
+    // Sent again, it is tried again: a refused message is not one we took (spool.resend_window).
+    let again = transcript(&a.swaks(&message));
+    assert!(again.contains("<** 550 5.1.1 final server via fast path to +815022222222: "), "{again}");
     let mut shown = String::new();
     wait_for("A to record the refusal", || {
         shown = String::from_utf8_lossy(&cli(&a.config, &["history", "--rcpt", "nobody@b.example"], "").stdout).into_owned();
