@@ -131,13 +131,16 @@ impl Server {
         let (hard_stop, hard_stop_rx) = watch::channel(false);
         let (deliver_stop, deliver_stop_rx) = watch::channel(false);
         let deliverer = tokio::spawn(crate::relay::queue::run(relay_rx, accepted, deliver_stop_rx));
-        tokio::spawn(crate::learn::sweep(ctx.store.clone(), ctx.config.learning.lifetime.0, ctx.shutdown.clone()));
+        // Background tasks that hold the store: awaited before `run` returns, so that a stopped
+        // server has let the store go (an embedder, or a test, may open it again at once).
+        let mut background =
+            vec![tokio::spawn(crate::learn::sweep(ctx.store.clone(), ctx.config.learning.lifetime.0, ctx.shutdown.clone()))];
         let periods = retention::Periods {
             history: ctx.config.spool.history_retention.0,
             tracking: ctx.config.relay.tracking_retention.0,
             resend: ctx.config.spool.resend_window.0,
         };
-        tokio::spawn(retention::sweep(ctx.store.clone(), periods, ctx.shutdown.clone()));
+        background.push(tokio::spawn(retention::sweep(ctx.store.clone(), periods, ctx.shutdown.clone())));
         let mut loops = JoinSet::new();
         for (kind, listener) in listeners {
             loops.spawn(accept_loop(kind, listener, ctx_rx.clone(), sessions.clone(), per_client.clone(), hard_stop_rx.clone()));
@@ -149,8 +152,8 @@ impl Server {
         let fast = fast.map(|f| {
             let preamble = ctx.config.fastpath.preamble_timeout.0;
             tokio::spawn(f.fast.streams.clone().run(f.listener, preamble, hard_stop_rx.clone()));
-            tokio::spawn(crate::fastpath::receive::run(f.fast.clone(), f.incoming, ctx_rx.clone(), ctx.shutdown.clone()));
-            tokio::spawn(reap_sessions(f.fast.clone(), ctx.shutdown.clone()));
+            background.push(tokio::spawn(crate::fastpath::receive::run(f.fast.clone(), f.incoming, ctx_rx.clone(), ctx.shutdown.clone())));
+            background.push(tokio::spawn(reap_sessions(f.fast.clone(), ctx.shutdown.clone())));
             f.fast
         });
         info!("ready");
@@ -198,6 +201,11 @@ impl Server {
             && let Err(e) = task.await
         {
             error!(error = %e, "admin API failed");
+        }
+        for task in background {
+            if let Err(e) = task.await {
+                error!(error = %e, "a background task failed");
+            }
         }
         ctx.store.flush().context("flushing the store at shutdown")?;
         info!("stopped");
