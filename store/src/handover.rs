@@ -54,10 +54,10 @@ impl Store {
     }
 
     /// Apply the journals a crash left (at open, before anything is delivered) and start
-    /// afresh. Returns how many recipients they finished.
-    pub(crate) fn replay_handovers(&self) -> Result<usize> {
+    /// afresh. Returns the recipients they finished (message, index).
+    pub(crate) fn replay_handovers(&self) -> Result<Vec<(QueueId, usize)>> {
         let dir = &self.inner.dir;
-        let mut finished = 0;
+        let mut finished = Vec::new();
         for name in [OLD, JOURNAL] {
             let text = match std::fs::read(dir.join(name)) {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -77,7 +77,7 @@ impl Store {
                     _ => continue,
                 };
                 let mut applied = false;
-                self.modify_now(id, |e| {
+                let env = self.modify_now(id, |e| {
                     applied = false;
                     if let Some(r) = e.recipients.get_mut(index).filter(|r| !r.state.is_final()) {
                         r.state = state;
@@ -88,8 +88,8 @@ impl Store {
                     }
                 })?;
                 if applied {
-                    finished += 1;
-                    let rcpt = self.envelope(id)?.and_then(|e| e.recipients.get(index).map(|r| r.address.clone()));
+                    finished.push((id, index));
+                    let rcpt = env.and_then(|e| e.recipients.get(index).map(|r| r.address.clone()));
                     let text = format!("{state}: {reply} (the next hop's 250 came just before a crash; found in the handover journal)");
                     self.record(id, rcpt.as_deref(), text)?;
                 }
@@ -131,7 +131,7 @@ mod tests {
         text.push_str(&format!("{id} 9 relayed 250 no such recipient\n{id} 1 queued 250 not a final state\n{id} 1 rel"));
         std::fs::write(&journal, text).unwrap();
         let (store, recovery) = Store::open(dir.path()).unwrap();
-        assert_eq!(recovery.handovers_recovered, 1);
+        assert_eq!(recovery.handovers, [(id, 0)]);
         let env = store.envelope(id).unwrap().unwrap();
         assert_eq!((env.recipients[0].state, env.recipients[1].state), (RcptState::Relayed, RcptState::Queued));
         assert_eq!(env.recipients[0].last_reply.as_deref(), Some("250 2.0.0 Ok: queued as X  "));
@@ -145,7 +145,7 @@ mod tests {
         store.note_handover(id, &[0], RcptState::Relayed, "250 again").unwrap();
         drop(store);
         let (store, recovery) = Store::open(dir.path()).unwrap();
-        assert_eq!(recovery.handovers_recovered, 0);
+        assert!(recovery.handovers.is_empty());
         assert_eq!(store.envelope(id).unwrap().unwrap().recipients[0].attempts, 1);
     }
 
@@ -163,7 +163,7 @@ mod tests {
         store.note_handover(second, &[0], RcptState::Relayed, "250 second").unwrap();
         drop(store);
         let (store, recovery) = Store::open(dir.path()).unwrap();
-        assert_eq!(recovery.handovers_recovered, 2);
+        assert_eq!(recovery.handovers, [(first, 0), (second, 0)]);
         assert_eq!(store.envelope(first).unwrap().unwrap().recipients[0].last_reply.as_deref(), Some("250 first"));
         assert_eq!(store.envelope(second).unwrap().unwrap().recipients[0].state, RcptState::Relayed);
         assert!(!dir.path().join(super::OLD).exists());

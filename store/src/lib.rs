@@ -113,9 +113,10 @@ pub struct Recovery {
     pub queued: usize,
     /// Messages without an envelope (receptions interrupted before `250`) that were removed.
     pub orphans_removed: usize,
-    /// Recipients a next hop had taken just before a crash, found in the handover journal and
-    /// marked finished (so they are not sent again).
-    pub handovers_recovered: usize,
+    /// Recipients (message, index) a next hop had taken just before a crash, found in the
+    /// handover journal and marked finished, so they are not sent again. What followed the
+    /// record (DSN tracking) is the caller's to do.
+    pub handovers: Vec<(QueueId, usize)>,
 }
 
 impl Store {
@@ -207,7 +208,7 @@ impl Store {
             }
         }
         self.flush()?;
-        recovery.handovers_recovered = self.replay_handovers()?;
+        recovery.handovers = self.replay_handovers()?;
         Ok(recovery)
     }
 

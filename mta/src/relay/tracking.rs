@@ -64,6 +64,28 @@ pub fn remember(store: &Store, env: &Envelope, relayed: Vec<(String, Option<Noti
     }
 }
 
+/// Relayed recipients that the handover journal finished at start (the crash came between the
+/// next hop's `250` and our record of it): remembered for DSN tracking as the record would
+/// have, so that the next hop's later reports about them still find their message.
+pub fn remember_recovered(store: &Store, handovers: &[(QueueId, usize)]) {
+    let mut ids: Vec<QueueId> = handovers.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let Ok(Some(env)) = store.envelope(id) else { continue };
+        let relayed: Vec<(String, Option<Notify>)> = handovers
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .filter_map(|(_, index)| env.recipients.get(*index))
+            .filter(|r| r.state == sipmta_store::RcptState::Relayed)
+            .map(|r| (r.address.clone(), r.notify))
+            .collect();
+        if !relayed.is_empty() {
+            remember(store, &env, relayed);
+        }
+    }
+}
+
 /// What [`observe`] matched.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -145,6 +167,35 @@ pub fn sender_wants(observed: &Observed) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_handover_recovered_at_start_is_remembered_for_dsn_tracking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let env = Envelope {
+            id: QueueId(0),
+            received: now(),
+            sender: "alice@example.org".into(),
+            env_id: None,
+            ret: None,
+            body: sipmta_store::Body::SevenBit,
+            smtputf8: false,
+            size: 0,
+            origin: sipmta_store::Origin::default(),
+            recipients: ["a@remote.example", "b@remote.example"]
+                .into_iter()
+                .map(|a| sipmta_store::Recipient::new(a, sipmta_rules::Route::Relay))
+                .collect(),
+        };
+        let id = store.accept(env, b"Subject: x\r\n\r\nhi\r\n".to_vec()).await.unwrap();
+        store.note_handover(id, &[1], sipmta_store::RcptState::Relayed, "250 ok").unwrap();
+        drop(store);
+        let (store, recovery) = Store::open(dir.path()).unwrap();
+        remember_recovered(&store, &recovery.handovers);
+        let tracked = store.tracked(&key_for_id(id)).unwrap().expect("tracked");
+        assert_eq!(tracked.recipients, [("b@remote.example".to_owned(), None)]);
+    }
 
     #[test]
     fn bounce_addresses_round_trip_only_when_enabled() {

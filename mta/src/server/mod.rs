@@ -59,9 +59,10 @@ impl Server {
             data_dir = %config.data_dir.display(),
             queued = recovery.queued,
             orphans_removed = recovery.orphans_removed,
-            handovers_recovered = recovery.handovers_recovered,
+            handovers_recovered = recovery.handovers.len(),
             "store open"
         );
+        crate::relay::tracking::remember_recovered(&store, &recovery.handovers);
         let tls = tls::acceptor(&config).context("setting up TLS")?;
         let mut listeners = Vec::new();
         for (kind, listener) in
