@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::SignalKind;
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
 use crate::server::Server;
 
@@ -19,7 +19,7 @@ pub fn run(config_path: Option<&Path>) -> Result<()> {
         None => info!("starting sipmta {} with embedded defaults", env!("CARGO_PKG_VERSION")),
     }
     if malloc_tuned {
-        debug!(arenas = crate::malloc::ARENA_MAX, "malloc: arenas capped");
+        info!(arenas = crate::malloc::ARENA_MAX, "malloc arenas capped (MALLOC_ARENA_MAX overrides)");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let path = config_path.map(Path::to_path_buf);

@@ -15,6 +15,8 @@ fn sipmta_log_follows_one_message_through_the_daemons_log() {
     d.wait_mailbox("a.example/bob", 1);
     d.wait_mailbox("a.example/carol", 1);
     wait_for("both delivery lines", || d.log().matches(" delivery ").count() >= 2 || d.log().matches("delivery queue_id").count() >= 2);
+    // `sipmta serve` capped glibc's arenas at start (mta/src/malloc.rs, RELIABILITY.md §5).
+    assert!(d.log().contains("malloc arenas capped"), "{}", d.log());
     let log_file = d.dir.path().join("copy.log");
     std::fs::write(&log_file, d.log()).unwrap();
 
