@@ -5,7 +5,8 @@
 #    (swaks as the SMTP client; unshare/ip for the private network namespace in which the
 #    README's `sipmta serve` is tested on its fixed default ports; dnsmasq as the DNS server
 #    that serves MX records on loopback; postfix for smtp-sink, the remote server relay tests
-#    deliver to; kamailio as the SIP registrar/proxy and sipp as a foreign SIP user agent).
+#    deliver to; kamailio as the SIP registrar/proxy and sipp as a foreign SIP user agent;
+#    openssl for the tests' TLS certificates and DKIM keys; python3 for one test's helper).
 # 2. Checks formatting (rustfmt.toml) and lints with clippy (warnings are errors).
 # 3. Runs every test level: unit and parser tests, session transcripts, in-process socket
 #    tests, and black-box tests of the built daemon (tests/tests/daemon).
@@ -20,6 +21,8 @@ command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 command -v smtp-sink >/dev/null 2>&1 || need+=(postfix)
 command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
     echo "tests/run.sh: installing ${need[*]}"
     sudo=""

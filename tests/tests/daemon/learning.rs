@@ -6,7 +6,9 @@
 //!
 //! Forgeries are refused: a copy of A's signed message with another number, an extra header on
 //! top of a genuine one, and an unsigned claim from a host SPF does not allow, none of which
-//! changes where anyone's mail goes. A learned entry expires.
+//! changes where anyone's mail goes, and neither does a proven claim for an address the
+//! operator's tables already route. A learned entry expires. A confirmation whose call fails
+//! is relayed instead.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -134,16 +136,22 @@ fn site_b<'a>(a: &Site<'a>, smtp: u16, tables: &'a str) -> Site<'a> {
 
 /// Submit with the DSN parameters (swaks has none): `NOTIFY=SUCCESS,FAILURE`.
 fn submit(to: &Daemon, from: &str, rcpt: &str, subject: &str) -> String {
+    let message = format!(
+        "From: Alice <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@a.example>\r\n\
+         Disposition-Notification-To: <{from}>\r\n\r\nHello.\r\n"
+    );
+    submit_message(to, from, rcpt, &message)
+}
+
+/// Send `message` (ending in CRLF) with `NOTIFY=SUCCESS,FAILURE` from 127.0.0.1; its queue id.
+fn submit_message(to: &Daemon, from: &str, rcpt: &str, message: &str) -> String {
     let (mut c, greeting) = Raw::connect(to.smtp);
     assert!(greeting.starts_with("220"), "{greeting}");
     assert!(c.cmd("EHLO client.a.example").starts_with("250"));
     assert!(c.cmd(&format!("MAIL FROM:<{from}> RET=HDRS")).starts_with("250"));
     assert!(c.cmd(&format!("RCPT TO:<{rcpt}> NOTIFY=SUCCESS,FAILURE")).starts_with("250"));
     assert!(c.cmd("DATA").starts_with("354"));
-    let reply = c.cmd(&format!(
-        "From: Alice <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@a.example>\r\n\
-         Disposition-Notification-To: <{from}>\r\n\r\nHello.\r\n."
-    ));
+    let reply = c.cmd(&format!("{message}."));
     assert!(reply.starts_with("250"), "{reply}");
     let _ = c.cmd("QUIT");
     queue_id(&reply)
@@ -333,4 +341,61 @@ fn the_callers_number_proves_a_claim_only_where_the_sip_server_is_trusted_to_che
     let shown = wait_history(&c, &received, "not learned");
     assert!(shown.contains("not trusted"), "{shown}");
     assert!(learned(&c).as_array().unwrap().is_empty());
+}
+
+/// B learns alice's number from the seed's `From: IPTELNUM-...` form (SPF-proven), but A's
+/// site has no fast path: the success DSN's call finds nobody registered and the report is
+/// relayed to A's mail server instead, so alice still hears of the delivery.
+#[test]
+fn a_confirmation_whose_call_fails_is_relayed_instead() {
+    let a = Daemon::start("local_domains = [\"a.example\"]", "");
+    let registrar = free_port();
+    let listen = format!("listen = \"127.0.0.1:{registrar}\"");
+    // B runs its own registrar, where only B's number is registered.
+    let b = Site {
+        domain: "b.example",
+        number: "050-2222-2222",
+        smtp: free_port(),
+        registrar: &listen,
+        proxy: registrar,
+        peer_domain: "a.example",
+        peer_smtp: a.smtp.port(),
+        top: "",
+        tables: "",
+    };
+    let dns_addr = Dns::address();
+    let (b_dir, b_config, _) = b.prepare(dns_addr);
+    let _dns = Dns::start_at(dns_addr, &[txt("a.example", "v=spf1 ip4:127.0.0.1 -all")]);
+    let b = Daemon::start_with(b_dir, b_config);
+    let message = "From: IPTELNUM-050-1111-1111 <alice@a.example>\r\nTo: <bob@b.example>\r\n\
+                   Subject: seed form\r\nMessage-ID: <seed-form@a.example>\r\n\r\nHello.\r\n";
+    let id = submit_message(&b, "alice@a.example", "bob@b.example", message);
+    wait_history(&b, &id, "learned +815011111111 for alice@a.example: SPF pass for a.example");
+    b.wait_mailbox("b.example/bob", 1);
+
+    let dsn_id = b.log().lines().find_map(|l| l.split("dsn_id=").nth(1).map(|s| s.split_whitespace().next().unwrap().to_owned()));
+    let dsn_id = dsn_id.unwrap_or_else(|| panic!("no DSN queued:\n{}", b.log()));
+    let shown = wait_history(&b, &dsn_id, "no longer queued");
+    assert!(shown.contains("fast path to +815011111111 failed") && shown.contains("relaying"), "{shown}");
+    assert!(shown.contains("relayed: 127.0.0.1"), "{shown}");
+    let reports = a.wait_mailbox("a.example/alice", 1);
+    assert!(reports[0].contains("report-type=delivery-status") && reports[0].contains("Action: delivered"), "{}", reports[0]);
+}
+
+/// A proven claim for an address the operator's tables already route changes nothing: the
+/// table keeps deciding and the history says why the number was not learned.
+#[test]
+fn a_proven_claim_never_replaces_an_operators_route() {
+    let dns = Dns::start(&[txt("a.example", "v=spf1 ip4:127.0.0.1 -all")]);
+    let tables = format!("[relay]\nnameservers = [\"{}\"]\n[relay.transport]\n\"remote.example\" = \"[127.0.0.1]:9\"", dns.addr);
+    let b = Daemon::start("local_domains = [\"b.example\"]", &tables);
+    let out = cli(&b.config, &["route", "add", "a.example", "050-7777-7777"], "");
+    assert!(out.status.success(), "{}", transcript(&out));
+    let message = "From: <alice@a.example>\r\nTo: <bob@b.example>\r\nSubject: hi\r\nX-Fastpath-Tel: 050-1111-1111\r\n\r\nhi\r\n";
+    let id = inject(&b, "127.0.0.1", "alice@a.example", "bob@b.example", message);
+    let shown = wait_history(&b, &id, "not learned");
+    assert!(shown.contains("+815011111111") && shown.contains("the operator's tables decide it"), "{shown}");
+    assert!(learned(&b).as_array().unwrap().is_empty());
+    let explain = transcript(&cli(&b.config, &["route", "explain", "alice@a.example"], ""));
+    assert!(explain.contains("+815077777777") && !explain.contains("+815011111111"), "{explain}");
 }
