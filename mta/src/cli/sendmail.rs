@@ -94,7 +94,9 @@ impl Failure {
 
 pub fn run(config_path: Option<&std::path::Path>, args: SendmailArgs) -> ExitCode {
     let result = (|| {
-        let config = super::load_config(config_path).map_err(|e| Failure::new(EX_TEMPFAIL, format!("{e:#}")))?;
+        // Not the keys and certificates: the users sendmail runs for may not read them.
+        let config = crate::config::Config::load_with(config_path, crate::config::Files::Skip)
+            .map_err(|e| Failure::new(EX_TEMPFAIL, format!("invalid configuration\n{e}")))?;
         match args.mode.as_deref() {
             None | Some("m") => {}
             Some("p") => {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Span;
+use super::{Files, Span};
 
 /// Fast-path settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,7 +164,7 @@ impl FastPath {
     /// Add this section's problems to `errors`. Numbers are only checked for their form here:
     /// the prefixes they must match live in the store (`sipmta prefix list`) and are applied
     /// when the daemon starts.
-    pub fn validate(&self, errors: &mut Vec<String>) {
+    pub fn validate(&self, errors: &mut Vec<String>, files: Files) {
         if !super::is_domain(&self.domain) {
             errors.push(format!("fastpath.domain: {:?} is not a domain name", self.domain));
         }
@@ -176,6 +176,7 @@ impl FastPath {
                 errors.push(format!("fastpath.numbers {:?}: set password or password_file, not both", n.number));
             }
             if let Some(file) = &n.password_file
+                && files == Files::Read
                 && let Err(e) = std::fs::metadata(file)
             {
                 errors.push(format!("fastpath.numbers {:?}: cannot read password_file {}: {e}", n.number, file.display()));

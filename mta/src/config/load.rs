@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::Path;
 
-use super::Config;
+use super::{Config, Files};
 
 const MAX_ROUNDS: usize = 100;
 
@@ -52,7 +52,7 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-pub(super) fn from_toml(original: &str) -> Result<Config, ConfigErrors> {
+pub(super) fn from_toml(original: &str, files: Files) -> Result<Config, ConfigErrors> {
     let mut text = original.to_owned();
     // (line, column, message): sorted into file order at the end.
     let mut errors: Vec<(usize, usize, String)> = Vec::new();
@@ -65,7 +65,7 @@ pub(super) fn from_toml(original: &str) -> Result<Config, ConfigErrors> {
     for _ in 0..MAX_ROUNDS {
         match toml::from_str::<Config>(&text) {
             Ok(config) => {
-                let semantic = config.validate();
+                let semantic = config.validate_with(files);
                 return if errors.is_empty() && semantic.is_empty() { Ok(config) } else { Err(finish(errors, semantic)) };
             }
             Err(e) => {

@@ -283,26 +283,47 @@ fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Whether validation reads the files a config names (TLS certificate and key, DKIM keys,
+/// password files). The daemon and `check-config` do; `sipmta sendmail` does not, because the
+/// ordinary users it runs for (cron jobs, PHP) may read the config but not the secrets beside
+/// it (deploy/INSTALL.md makes those `root:sipmta`), and it needs none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    Read,
+    Skip,
+}
+
 impl Config {
     /// Parse a TOML document, reporting every error found (syntax, types, unknown keys and the
     /// semantic checks of [`Config::validate`]) at once.
     pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
-        load::from_toml(text)
+        load::from_toml(text, Files::Read)
     }
 
     /// Read and parse a config file; `None` gives the embedded defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Config::load_with(path, Files::Read)
+    }
+
+    /// [`Config::load`], reading the files the config names or not (see [`Files`]).
+    pub fn load_with(path: Option<&Path>, files: Files) -> Result<Config, ConfigErrors> {
         let Some(path) = path else {
             let config = Config::default();
-            let errors = config.validate();
+            let errors = config.validate_with(files);
             return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors::plain(errors)) };
         };
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors::plain(vec![format!("cannot read {}: {e}", path.display())]))?;
-        Config::from_toml(&text).map_err(|e| e.in_file(path))
+        load::from_toml(&text, files).map_err(|e| e.in_file(path))
     }
 
-    /// Checks serde cannot express. Returns every problem found.
+    /// Checks serde cannot express, reading every file the config names. Returns every problem
+    /// found.
     pub fn validate(&self) -> Vec<String> {
+        self.validate_with(Files::Read)
+    }
+
+    /// [`Config::validate`], reading the files the config names or not.
+    pub fn validate_with(&self, files: Files) -> Vec<String> {
         let mut errors = Vec::new();
         if !is_domain(&self.hostname) {
             errors.push(format!("hostname: {:?} is not a host name", self.hostname));
@@ -325,14 +346,14 @@ impl Config {
         }
         match (&self.tls.cert, &self.tls.key) {
             (Some(_), None) | (None, Some(_)) => errors.push("tls: set both cert and key, or neither".into()),
-            (Some(cert), Some(key)) => {
+            (Some(cert), Some(key)) if files == Files::Read => {
                 for (name, path) in [("cert", cert), ("key", key)] {
                     if let Err(e) = std::fs::metadata(path) {
                         errors.push(format!("tls.{name}: cannot read {}: {e}", path.display()));
                     }
                 }
             }
-            (None, None) => {}
+            _ => {}
         }
         let listeners = [("smtp", &self.smtp), ("submission", &self.submission), ("submissions", &self.submissions)];
         let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
@@ -384,12 +405,12 @@ impl Config {
         if l.max_auth_failures == 0 {
             errors.push("limits.max_auth_failures: must be at least 1".into());
         }
-        self.relay.validate(&mut errors);
+        self.relay.validate(&mut errors, files);
         self.routing.validate(&mut errors);
         self.learning.validate(&mut errors);
-        self.fastpath.validate(&mut errors);
-        self.registrar.validate(&mut errors);
-        self.dkim.validate(&mut errors);
+        self.fastpath.validate(&mut errors, files);
+        self.registrar.validate(&mut errors, files);
+        self.dkim.validate(&mut errors, files);
         errors
     }
 

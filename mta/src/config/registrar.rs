@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Span;
+use super::{Files, Span};
 
 /// Registrar settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl Default for Registrar {
 
 impl Registrar {
     /// Add this section's problems to `errors`.
-    pub fn validate(&self, errors: &mut Vec<String>) {
+    pub fn validate(&self, errors: &mut Vec<String>, files: Files) {
         if !self.enabled {
             return;
         }
@@ -101,6 +101,7 @@ impl Registrar {
                 errors.push(format!("registrar.users {:?}: set password or password_file", u.number));
             }
             if let Some(file) = &u.password_file
+                && files == Files::Read
                 && let Err(e) = std::fs::metadata(file)
             {
                 errors.push(format!("registrar.users {:?}: cannot read password_file {}: {e}", u.number, file.display()));

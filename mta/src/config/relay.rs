@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, Span, is_domain};
+use super::{ByteSize, Files, Span, is_domain};
 pub use crate::relay::outbound::TlsPolicy;
 
 /// Relay queue, MX delivery, smarthosts and DSNs.
@@ -186,7 +186,7 @@ impl Relay {
     }
 
     /// Semantic checks, all reported.
-    pub fn validate(&self, errors: &mut Vec<String>) {
+    pub fn validate(&self, errors: &mut Vec<String>, files: Files) {
         if self.retry.is_empty() {
             errors.push("relay.retry: give at least one wait".into());
         }
@@ -224,6 +224,7 @@ impl Relay {
                 errors.push(format!("relay.smarthosts {:?}: a password needs a username", s.name));
             }
             if let Some(file) = &s.password_file
+                && files == Files::Read
                 && let Err(e) = std::fs::metadata(file)
             {
                 errors.push(format!("relay.smarthosts {:?}: cannot read password_file {}: {e}", s.name, file.display()));
@@ -317,7 +318,7 @@ mod tests {
         r.transport.insert("example.net".into(), "nosuch".into());
         r.transport.insert("bad domain".into(), "mx".into());
         let mut errors = Vec::new();
-        r.validate(&mut errors);
+        r.validate(&mut errors, Files::Read);
         let all = errors.join("\n");
         assert!(all.contains("relay.retry") && all.contains("no smarthost named \"nosuch\"") && all.contains("\"bad domain\""), "{all}");
     }

@@ -124,6 +124,32 @@ fn missing_tls_files_are_named() {
     assert!(err.to_string().contains("tls.key: cannot read /no/key.pem"), "{err}");
 }
 
+/// `sipmta sendmail` runs for users who may read the config but not the secrets it names: it
+/// loads without reading them, and every other check still applies.
+#[test]
+fn files_the_config_names_are_read_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sipmta.toml");
+    let text = "hostname = \"mail.example.com\"\n[tls]\ncert = \"/no/cert.pem\"\nkey = \"/no/key.pem\"\n\
+                [relay]\n[[relay.smarthosts]]\nname = \"p\"\nhost = \"smtp.example.net\"\nusername = \"u\"\npassword_file = \"/no/pw\"\n\
+                [[registrar.users]]\nnumber = \"050-1234-5678\"\npassword_file = \"/no/pw\"\n\
+                [[fastpath.numbers]]\nnumber = \"050-1234-5678\"\npassword_file = \"/no/pw\"\n\
+                [[dkim.keys]]\ndomain = \"example.com\"\nselector = \"s1\"\nkey = \"/no/dkim.pem\"\n";
+    std::fs::write(&config, text).unwrap();
+    let err = Config::load(Some(&config)).unwrap_err();
+    for file in ["/no/cert.pem", "/no/key.pem", "/no/dkim.pem"] {
+        assert!(err.to_string().contains(file), "{file}: {err}");
+    }
+    assert_eq!(err.errors().iter().filter(|e| e.contains("/no/pw")).count(), 3, "{err}");
+    let loaded = Config::load_with(Some(&config), Files::Skip).unwrap();
+    assert_eq!(loaded.dkim.keys.len(), 1);
+    let bad = text.replace("mail.example.com", "not a host");
+    std::fs::write(&config, bad).unwrap();
+    let err = Config::load_with(Some(&config), Files::Skip).unwrap_err();
+    assert_eq!(err.errors().len(), 1, "{err}");
+    assert!(err.to_string().contains("hostname"), "{err}");
+}
+
 #[test]
 fn no_listener_at_all_is_an_error() {
     let err = Config::from_toml("[smtp]\nlisten = []\n[submission]\nlisten = []\n").unwrap_err();
