@@ -81,6 +81,15 @@ impl Stack {
     pub(crate) async fn start(config: SipConfig) -> Result<(Arc<Stack>, mpsc::Receiver<Incoming>), SipError> {
         let cancel = CancellationToken::new();
         let (udp, local) = bind(config.bind, &cancel).await?;
+        if local.ip().is_unspecified() {
+            // rsipstack replaces a wildcard with the first non-loopback interface address (else
+            // 127.0.0.1), but keeps the wildcard when it cannot list the interfaces (a netlink
+            // socket, which a sandbox may forbid); every Contact and Via would then say 0.0.0.0
+            // and no call could reach us.
+            let why = "the interfaces cannot be listed to find an address to advertise for this wildcard \
+                       (a sandbox without AF_NETLINK?); listen on this host's own address instead";
+            return Err(SipError::Bind { addr: config.bind, source: std::io::Error::other(why) });
+        }
         let transport_layer = TransportLayer::new(cancel.child_token());
         // An unspecified bind address cannot go into a Contact: advertise the address the UDP
         // socket resolved it to (rsipstack picks the first non-loopback interface).

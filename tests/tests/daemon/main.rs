@@ -19,6 +19,7 @@ mod fastpath;
 mod fastpath_abuse;
 mod fastpath_inline;
 mod faults;
+mod install;
 mod kamailio_deploy;
 mod learning;
 mod lifecycle;
