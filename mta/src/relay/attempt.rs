@@ -410,13 +410,13 @@ async fn expire(ctx: &RelayCtx, env: &Envelope) {
         if before.state.is_final() {
             continue;
         }
-        info!(queue_id = %env.id, rcpt = %r.address, result = "expired", "delivery");
         let route = match r.route {
             Route::Local => "local",
             Route::Fast { .. } => "fast",
             Route::Relay => "relay",
         };
         let detail = r.last_reply.as_deref().unwrap_or_default();
+        info!(queue_id = %env.id, rcpt = %r.address, route, result = "expired", reply = detail, "delivery");
         METRICS.delivery(Attempt {
             site: ctx.store.instance(),
             id: env.id,

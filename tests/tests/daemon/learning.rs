@@ -230,6 +230,11 @@ fn two_sites_learn_each_others_numbers_and_the_second_message_goes_fast() {
     assert!(reports.iter().any(|m| m.contains("report-type=delivery-status")), "{reports:?}");
     assert!(reports.iter().any(|m| m.contains("report-type=disposition-notification") && m.contains("processed")), "{reports:?}");
     wait_for("A to learn bob's number", || learned_tel(&a, "bob@b.example").as_deref() == Some("+815022222222"));
+    // B's operator sees both reports in its metrics.
+    let scrape = b.admin_get("/metrics");
+    for line in ["sipmta_reports_sent_total{kind=\"delivered\"} 1", "sipmta_reports_sent_total{kind=\"mdn\"} 1"] {
+        assert!(scrape.lines().any(|l| l == line), "no `{line}` in B's /metrics:\n{scrape}");
+    }
 
     // 3. The second message goes by fast path, by itself.
     let explain = cli(&a.config, &["route", "explain", "bob@b.example"], "");

@@ -61,3 +61,48 @@ fn sighup_applies_a_valid_config_to_new_sessions_and_refuses_an_invalid_one() {
     let (status, ..) = d.stop();
     assert_eq!(status, 0);
 }
+
+/// A self-signed certificate for `name` written to `cert` and `key`, as a renewal would.
+fn certificate(name: &str, cert: &std::path::Path, key: &std::path::Path) {
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .arg("-subj")
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::transcript(&out));
+}
+
+/// The subject of the certificate the daemon presents after STARTTLS.
+fn presented(d: &Daemon) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-starttls", "smtp", "-connect", &d.smtp.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let subject = text.lines().find(|l| l.starts_with("subject="));
+    subject.unwrap_or_else(|| panic!("no certificate:\n{}", crate::support::transcript(&out))).replace(' ', "")
+}
+
+/// A renewed certificate (deploy/INSTALL.md step 5's hook, then `systemctl reload`) is served
+/// to the next STARTTLS after SIGHUP, with no restart.
+#[test]
+fn sighup_serves_a_renewed_certificate() {
+    crate::support::require("openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("fullchain.pem"), dir.path().join("privkey.pem"));
+    certificate("before.example", &cert, &key);
+    let tls = format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display());
+    let d = Daemon::start("", &tls);
+    assert_eq!(presented(&d), "subject=CN=before.example");
+    certificate("renewed.example", &cert, &key);
+    assert_eq!(presented(&d), "subject=CN=before.example", "the running daemon keeps its certificate until told");
+    d.signal(libc::SIGHUP);
+    wait_count(&d, "configuration reloaded", 1);
+    assert_eq!(presented(&d), "subject=CN=renewed.example");
+}

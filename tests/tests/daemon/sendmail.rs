@@ -62,6 +62,12 @@ fn sendmail_from_a_pipe_reaches_the_mailbox_with_and_without_a_daemon() {
     assert!(second.contains("From: \"CronDaemon\" <cron@example.org>"), "{second}");
     assert!(second.contains("line 1\n.\nline 3"), "-i keeps the lone dot: {second}");
     assert!(second.contains("Message-ID: <") && second.contains("Date: "), "{second}");
+    assert!(second.starts_with("Return-Path: <cron@example.org>"), "the login name is the envelope sender: {second}");
+    // -f sets the envelope sender (bounces go there), not the From header.
+    ok(&shell("printf 'Subject: with -f\\n\\nbody\\n' | sendmail -i -f bounces@example.org root", &config, &wrappers));
+    let three = d.wait_mailbox("example.org/root", 3);
+    let third = three.iter().find(|m| m.contains("Subject: with -f")).unwrap();
+    assert!(third.starts_with("Return-Path: <bounces@example.org>"), "{third}");
 
     // An ordinary user (cron runs jobs as their owners) reaches the daemon too: through its
     // port, without rights on the store. Only where that user can run the built binary.
@@ -81,7 +87,7 @@ fn sendmail_from_a_pipe_reaches_the_mailbox_with_and_without_a_daemon() {
         let script = format!("printf 'Subject: from nobody\\n\\nhi\\n' | {} sendmail -i root", wrapper.display());
         let out = runs_as_nobody(&script).output().unwrap();
         ok(&out);
-        let all = d.wait_mailbox("example.org/root", 3);
+        let all = d.wait_mailbox("example.org/root", 4);
         let mail = all.iter().find(|m| m.contains("Subject: from nobody")).unwrap();
         assert!(mail.contains("From: nobody@example.org"), "{mail}");
     } else {
