@@ -67,9 +67,9 @@ pub const DEFAULT_HEADERS: &[&str] = &[
 ];
 
 impl Dkim {
-    /// Add this section's problems to `errors`; each names the key it is about. Reads every
-    /// key file, so an unusable key is found by `check-config` rather than by the first
-    /// message.
+    /// Add this section's problems to `errors`; each names the key it is about. With
+    /// [`Files::Read`] it reads every key file, so an unusable key is found by `check-config`
+    /// rather than by the first message.
     pub fn validate(&self, errors: &mut Vec<String>, files: Files) {
         if !self.headers.iter().any(|h| h.eq_ignore_ascii_case("From")) {
             errors.push("dkim.headers: must include From (RFC 6376 §5.4)".into());
