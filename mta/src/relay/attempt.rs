@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::hop::{Connectors, Hop, connect, next_hop};
-use super::outbound::{Answer, Failure, Outcome, Timeouts, Txn, TxnRcpt};
+use super::outbound::{Answer, Failure, Outcome, Timeouts, Txn, envelope_id};
 use super::pool::Pool;
 use super::report::{recipient_report, send as send_dsn};
 use super::resolve::Resolver;
@@ -206,9 +206,7 @@ async fn relay_domain(ctx: &RelayCtx, env: &Envelope, message: &[u8], domain: &s
             return;
         }
     };
-    // Each relayed message keeps an envelope id, the sender's or ours, so DSNs that come back
-    // can be matched to it (DESIGN.md "DSN tracking").
-    let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
+    let env_id = envelope_id(env);
     // With the return-path rewrite, DSNs come to us first, and we ask for every outcome (unless
     // the sender said NEVER) so we learn it even when the sender did not ask.
     let rewrite = ctx.config.relay.return_path_rewrite && !env.sender.is_empty();
@@ -218,19 +216,7 @@ async fn relay_domain(ctx: &RelayCtx, env: &Envelope, message: &[u8], domain: &s
         _ if rewrite => Some(Notify { success: true, failure: true, delay: true, never: false }),
         other => other,
     };
-    let txn = Txn {
-        sender: &sender,
-        env_id: Some(&env_id),
-        ret: env.ret,
-        body: env.body,
-        smtputf8: env.smtputf8,
-        rcpts: idxs
-            .iter()
-            .map(|&i| &env.recipients[i])
-            .map(|r| TxnRcpt { address: &r.address, notify: notify_for(r.notify), orcpt: r.orcpt.as_deref() })
-            .collect(),
-        message,
-    };
+    let txn = Txn::of(env, &sender, &env_id, idxs, message, notify_for);
     match transact(ctx, &hop, &txn).await {
         Ok((outcome, remote)) => record(ctx, env, idxs, &outcome.answers, Some(remote), outcome.dsn_passed).await,
         Err(failures) => {

@@ -17,7 +17,7 @@ use sipmta_store::{Envelope, RcptState, now};
 use tracing::{info, warn};
 
 use super::attempt::RelayCtx;
-use super::outbound::{Answer, Txn, TxnRcpt};
+use super::outbound::{Answer, Txn, envelope_id};
 use super::report::{recipient_report, send_about as send_dsn};
 use crate::dsn::{Action, wanted};
 use crate::fastpath::FastPath;
@@ -142,20 +142,8 @@ async fn transmit(
     idxs: &[usize],
     claim: Option<&Claim>,
 ) -> Result<Sent, String> {
-    let env_id = env.env_id.clone().unwrap_or_else(|| env.id.to_string());
-    let txn = Txn {
-        sender: &env.sender,
-        env_id: Some(&env_id),
-        ret: env.ret,
-        body: env.body,
-        smtputf8: env.smtputf8,
-        rcpts: idxs
-            .iter()
-            .map(|&i| &env.recipients[i])
-            .map(|r| TxnRcpt { address: &r.address, notify: r.notify, orcpt: r.orcpt.as_deref() })
-            .collect(),
-        message,
-    };
+    let env_id = envelope_id(env);
+    let txn = Txn::of(env, &env.sender, &env_id, idxs, message, |n| n);
     match deliver(fast, tel, &txn).await {
         Ok(done) => {
             info!(queue_id = %env.id, tel = %tel, setup_ms = ?done.setup_ms, reused = done.setup_ms.is_none(), "fast path answered");

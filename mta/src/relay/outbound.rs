@@ -256,7 +256,7 @@ impl std::fmt::Debug for Connection {
 mod session;
 mod transaction;
 
-pub use transaction::{Outcome, Txn, TxnRcpt};
+pub use transaction::{Outcome, Txn, TxnRcpt, envelope_id};
 
 /// Dot-stuffing and the end-of-data mark for a message stored with CRLF line endings
 /// (RFC 5321 §4.5.2): a line starting with `.` gets another, and the terminator is `.CRLF`

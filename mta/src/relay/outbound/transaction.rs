@@ -6,7 +6,7 @@
 //! DATA itself was refused). DSN parameters are passed on only when the next hop offers DSN,
 //! so `Outcome::dsn_passed` tells the caller whether a success DSN is ours to send.
 
-use sipmta_store::{Body, Notify, Ret};
+use sipmta_store::{Body, Envelope, Notify, Ret};
 
 use super::{Answer, Connection, Failure, body_is_8bit, notify_param, read_replies, ret_param, stuff, write_all, xtext};
 
@@ -38,6 +38,39 @@ pub struct TxnRcpt<'a> {
     pub notify: Option<Notify>,
     /// RFC 3461 ORCPT, stored as `type;address` (decoded).
     pub orcpt: Option<&'a str>,
+}
+
+impl<'a> Txn<'a> {
+    /// Recipients `idxs` of `env` from `sender`, with the envelope id `env_id` (see
+    /// [`envelope_id`]) and each recipient's NOTIFY as `notify` makes it.
+    pub fn of(
+        env: &'a Envelope,
+        sender: &'a str,
+        env_id: &'a str,
+        idxs: &[usize],
+        message: &'a [u8],
+        notify: impl Fn(Option<Notify>) -> Option<Notify>,
+    ) -> Txn<'a> {
+        Txn {
+            sender,
+            env_id: Some(env_id),
+            ret: env.ret,
+            body: env.body,
+            smtputf8: env.smtputf8,
+            rcpts: idxs
+                .iter()
+                .map(|&i| &env.recipients[i])
+                .map(|r| TxnRcpt { address: &r.address, notify: notify(r.notify), orcpt: r.orcpt.as_deref() })
+                .collect(),
+            message,
+        }
+    }
+}
+
+/// The envelope id a message leaves with: the sender's, or our queue id, so that DSNs coming
+/// back can be matched to it (DESIGN.md "DSN tracking").
+pub fn envelope_id(env: &Envelope) -> String {
+    env.env_id.clone().unwrap_or_else(|| env.id.to_string())
 }
 
 /// What happened to each recipient, in the order given.
