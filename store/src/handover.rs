@@ -26,12 +26,33 @@ const ROTATE_AT: u64 = 1 << 20;
 
 /// The open journal.
 #[derive(Debug)]
-pub(crate) struct Journal(Mutex<std::fs::File>);
+pub(crate) struct Journal(Mutex<Appender>);
+
+/// The journal file and how long it is, kept here so that rotation needs no `fstat` per write.
+#[derive(Debug)]
+pub(crate) struct Appender {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl Appender {
+    fn open(dir: &std::path::Path) -> std::io::Result<Appender> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(JOURNAL))?;
+        let len = file.metadata()?.len();
+        Ok(Appender { file, len })
+    }
+}
 
 impl Journal {
     pub(crate) fn open(dir: &std::path::Path) -> std::io::Result<Journal> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(JOURNAL))?;
-        Ok(Journal(Mutex::new(file)))
+        Ok(Journal(Mutex::new(Appender::open(dir)?)))
+    }
+
+    /// Start afresh with an empty file (the old one's entries are in the store).
+    fn reopen(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let fresh = Appender::open(dir)?;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
     }
 }
 
@@ -43,12 +64,13 @@ impl Store {
         let reply: String = reply.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         let lines: String = idxs.iter().map(|i| format!("{id} {i} {state} {reply}\n")).collect();
         let io = |source| StoreError::Io { context: "writing the handover journal".into(), source };
-        let mut file = self.inner.journal.0.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(lines.as_bytes()).map_err(io)?;
-        if file.metadata().map_err(io)?.len() >= ROTATE_AT {
+        let mut journal = self.inner.journal.0.lock().unwrap_or_else(|p| p.into_inner());
+        journal.file.write_all(lines.as_bytes()).map_err(io)?;
+        journal.len += lines.len() as u64;
+        if journal.len >= ROTATE_AT {
             let dir = &self.inner.dir;
             std::fs::rename(dir.join(JOURNAL), dir.join(OLD)).map_err(io)?;
-            *file = Journal::open(dir).map_err(io)?.0.into_inner().unwrap_or_else(|p| p.into_inner());
+            *journal = Appender::open(dir).map_err(io)?;
         }
         Ok(())
     }
@@ -103,9 +125,7 @@ impl Store {
                 Err(source) => return Err(StoreError::Io { context: format!("removing {name}"), source }),
             }
         }
-        let io = |source| StoreError::Io { context: "opening the handover journal".into(), source };
-        *self.inner.journal.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Journal::open(dir).map_err(io)?.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        self.inner.journal.reopen(dir).map_err(|source| StoreError::Io { context: "opening the handover journal".into(), source })?;
         Ok(finished)
     }
 }
