@@ -6,7 +6,7 @@
 //! resend after that crash is recognised rather than spooled twice.
 
 use crate::fastpath::{ENABLED, answered_into, caller_with, relay_target, send, site, wait_history};
-use crate::support::sip::Kamailio;
+use crate::support::sip::{Kamailio, Sipp};
 use crate::support::stream_peer::{Script, StreamPeer};
 use crate::support::*;
 
@@ -17,6 +17,16 @@ fn two_sites(kam: &Kamailio, b_extra: &str) -> (Daemon, Daemon) {
     let out = cli(&a.config, &["route", "add", "b.example", "050-2222-2222"], "");
     assert!(out.status.success(), "{}", transcript(&out));
     (a, b)
+}
+
+/// B (for relay), a final server that holds its answer until released, the sipp that answers
+/// one call into it, and A whose fast path calls there with an inline budget of `budget`.
+fn held_final_server(budget: &str) -> (Daemon, StreamPeer, Sipp, Daemon) {
+    let b = relay_target();
+    let peer = StreamPeer::start(Script::DeliverWhenReleased);
+    let sipp = answered_into(&peer, 1);
+    let a = caller_with(sipp.addr, &b, &format!("inline_budget = \"{budget}\"\nsession_idle = \"0s\""));
+    (b, peer, sipp, a)
 }
 
 #[test]
@@ -69,10 +79,7 @@ fn a_single_recipients_refusal_comes_back_as_the_5xx_without_a_bounce() {
 
 #[test]
 fn past_the_budget_the_reply_says_queued_and_the_fast_path_still_delivers_once() {
-    let b = relay_target();
-    let peer = StreamPeer::start(Script::DeliverWhenReleased);
-    let sipp = answered_into(&peer, 1);
-    let a = caller_with(sipp.addr, &b, "inline_budget = \"500ms\"\nsession_idle = \"0s\"");
+    let (b, peer, sipp, a) = held_final_server("500ms");
     let out = a.swaks(&["--to", "bob@b.example", "--from", "alice@a.example", "--h-Subject", "slow final server"]);
     let t = transcript(&out);
     assert!(out.status.success() && t.contains("250 2.0.0 Ok: queued as "), "{t}");
@@ -104,10 +111,7 @@ fn an_open_session_carries_the_next_message() {
 
 #[test]
 fn a_message_is_durable_before_the_fast_path_starts_and_its_resend_after_a_crash_is_recognised() {
-    let b = relay_target();
-    let peer = StreamPeer::start(Script::DeliverWhenReleased);
-    let sipp = answered_into(&peer, 1);
-    let a = caller_with(sipp.addr, &b, "inline_budget = \"30s\"\nsession_idle = \"0s\"");
+    let (_b, peer, sipp, a) = held_final_server("30s");
     // A real client's resend is the same message: pinned here where swaks would vary it.
     let message = [
         "--to",
