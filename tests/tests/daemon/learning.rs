@@ -157,6 +157,19 @@ fn submit_message(to: &Daemon, from: &str, rcpt: &str, message: &str) -> String 
     queue_id(&reply)
 }
 
+/// The id of the first report `d` logs on a line with `marker`, once it has logged one (the
+/// log line follows the delivery that caused it).
+fn report_id(d: &Daemon, marker: &str) -> String {
+    let find = || {
+        d.log()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .find_map(|l| l.split("dsn_id=").nth(1).map(|s| s.split_whitespace().next().unwrap_or_default().to_owned()))
+    };
+    wait_for(&format!("a report logged with {marker:?}"), || find().is_some());
+    find().unwrap()
+}
+
 fn learned(d: &Daemon) -> serde_json::Value {
     let out = cli(&d.config, &["learned", "list", "--json"], "");
     assert!(out.status.success(), "{}", transcript(&out));
@@ -213,18 +226,12 @@ fn two_sites_learn_each_others_numbers_and_the_second_message_goes_fast() {
     assert!(row["evidence"].as_str().unwrap().contains("DKIM pass d=a.example"), "{row}");
 
     // 2. The success DSN goes back over the fast path, carrying B's number; A learns it.
-    let dsn_id = b.log().lines().find_map(|l| l.split("dsn_id=").nth(1).map(|s| s.split_whitespace().next().unwrap().to_owned()));
-    let dsn_id = dsn_id.unwrap_or_else(|| panic!("no DSN queued:\n{}", b.log()));
+    let dsn_id = report_id(&b, "dsn_id=");
     wait_history(&b, &dsn_id, "delivered via fast path to +815011111111");
     let shown = wait_history(&a, &first, "DSN from");
     assert!(shown.contains("delivered"), "{shown}");
     // And the receipt (MDN) the message asked for, by the same way.
-    let mdn_id = b
-        .log()
-        .lines()
-        .find(|l| l.contains("MDN queued"))
-        .map(|l| l.split("dsn_id=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned());
-    let mdn_id = mdn_id.unwrap_or_else(|| panic!("no MDN queued:\n{}", b.log()));
+    let mdn_id = report_id(&b, "MDN queued");
     wait_history(&b, &mdn_id, "delivered via fast path to +815011111111");
     let reports = a.wait_mailbox("a.example/alice", 2);
     assert!(reports.iter().any(|m| m.contains("report-type=delivery-status")), "{reports:?}");
@@ -378,8 +385,7 @@ fn a_confirmation_whose_call_fails_is_relayed_instead() {
     wait_history(&b, &id, "learned +815011111111 for alice@a.example: SPF pass for a.example");
     b.wait_mailbox("b.example/bob", 1);
 
-    let dsn_id = b.log().lines().find_map(|l| l.split("dsn_id=").nth(1).map(|s| s.split_whitespace().next().unwrap().to_owned()));
-    let dsn_id = dsn_id.unwrap_or_else(|| panic!("no DSN queued:\n{}", b.log()));
+    let dsn_id = report_id(&b, "dsn_id=");
     let shown = wait_history(&b, &dsn_id, "no longer queued");
     assert!(shown.contains("fast path to +815011111111 failed") && shown.contains("relaying"), "{shown}");
     assert!(shown.contains("relayed: 127.0.0.1"), "{shown}");
